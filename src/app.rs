@@ -114,13 +114,15 @@ fn delete(args: &DeleteArgs) -> u8 {
             let name = connection.name;
             let cluster = Cluster::new(connection.client, String::new(), timeout, false);
             let swept = match cluster.sweep(args.run_id.as_deref(), true).await {
-                Ok(mut lines) => cluster
-                    .sweep_rbac(args.run_id.as_deref())
-                    .await
-                    .map(|more| {
-                        lines.extend(more);
-                        lines
-                    }),
+                Ok(mut lines) => {
+                    cluster
+                        .sweep_rbac(args.run_id.as_deref(), true)
+                        .await
+                        .map(|more| {
+                            lines.extend(more);
+                            lines
+                        })
+                }
                 Err(e) => Err(e),
             };
             match swept {

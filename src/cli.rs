@@ -199,7 +199,62 @@ pub struct RunArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     #[command(flatten)]
+    pub e2e: E2eRunArgs,
+    #[command(flatten)]
     pub in_cluster: InClusterArgs,
+    /// Testcases chosen by another command (`e2e`) instead of the catalogue, with the name
+    /// the reports give their source.
+    #[arg(skip)]
+    pub selected: Option<(Vec<crate::catalogue::Testcase>, String)>,
+}
+
+/// The upstream e2e suite, run by the conformance image inside the cluster, for
+/// `cncf-k8s-conformance` and `kaas-networking-check --networking e2e|both`.
+#[derive(Debug, Clone, Args)]
+pub struct E2eRunArgs {
+    /// How kaas-networking-check tests NetworkPolicy enforcement: `native` (this suite's
+    /// probe matrix), `e2e` (the upstream e2e tests focused on `NetworkPolicy`, in the
+    /// conformance image) or `both`. Either way the results report under
+    /// kaas-networking-check.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Networking::Native)]
+    pub networking: Networking,
+    /// Conformance image. Default: registry.k8s.io/conformance:v<server major.minor.patch>
+    /// (build suffixes such as +k3s1 stripped; --image-registry applies).
+    #[arg(long, value_name = "REF")]
+    pub conformance_image: Option<String>,
+    /// Ginkgo skip regex of the upstream e2e runs (E2E_SKIP).
+    #[arg(long, value_name = "REGEX")]
+    pub e2e_skip: Option<String>,
+    /// Ginkgo processes of the upstream e2e runs (N > 1: E2E_PARALLEL=true and
+    /// E2E_EXTRA_GINKGO_ARGS=--procs=N; `[Serial]` specs are then skipped).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub e2e_parallel: Option<u16>,
+    /// List the upstream specs that would run without running them (E2E_DRYRUN=true); the
+    /// testcases are then reported as not applicable.
+    #[arg(long)]
+    pub e2e_dry_run: bool,
+    /// Ok-to-fail list for upstream e2e failures (YAML list of `regex` and `reason`).
+    /// Default: the built-in standards/e2e-ok-to-fail.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub ok_to_fail: Option<PathBuf>,
+    /// Deadline of each upstream e2e run (replaces --timeout for the testcases that run
+    /// one); a run still going then ABORTs with the last progress seen.
+    #[arg(long, value_name = "DURATION", default_value = "3h", value_parser = parse_duration)]
+    pub e2e_timeout: Duration,
+    /// The `e2e` command's focus (for testcase `upstream-e2e`).
+    #[arg(skip)]
+    pub focus: Option<String>,
+}
+
+/// How kaas-networking-check tests NetworkPolicy enforcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Networking {
+    /// This suite's probe matrix.
+    Native,
+    /// The upstream e2e tests focused on NetworkPolicy.
+    E2e,
+    /// Both, reported together.
+    Both,
 }
 
 /// Running the suite inside the cluster (`run --in-cluster`, `gen`) and the result hand-off

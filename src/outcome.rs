@@ -80,11 +80,52 @@ pub struct CheckOutcome {
     /// Structured facts for `report.yaml` (e.g. a per-node table).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, serde_json::Value>,
+    /// Testcases of an upstream suite the check ran (the e2e image's `junit_01.xml`), as
+    /// they came; the JUnit report lists them under a testsuite of their own.
+    #[serde(skip)]
+    pub upstream: Vec<UpstreamCase>,
+    /// Files to keep in the output directory under `<testcase>/` (name, content), e.g. the
+    /// upstream `e2e.log`.
+    #[serde(skip)]
+    pub files: Vec<(String, String)>,
+}
+
+/// How an upstream testcase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamState {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// One testcase of an upstream suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamCase {
+    pub name: String,
+    pub classname: String,
+    /// Seconds.
+    pub time: f64,
+    pub state: UpstreamState,
+    /// The failure message (or skip reason).
+    pub message: String,
+    /// The failure's text.
+    pub text: String,
+    /// For an accepted failure: the ok-to-fail reason.
+    pub accepted: Option<String>,
 }
 
 impl CheckOutcome {
     pub fn push(&mut self, requirement: Requirement) {
         self.requirements.push(requirement);
+    }
+
+    /// Adds everything `other` reports (a part of the same testcase) to this outcome.
+    pub fn absorb(&mut self, other: CheckOutcome) {
+        self.requirements.extend(other.requirements);
+        self.warnings.extend(other.warnings);
+        self.facts.extend(other.facts);
+        self.upstream.extend(other.upstream);
+        self.files.extend(other.files);
     }
 
     /// An outcome with one undecidable requirement, for checks that cannot start.

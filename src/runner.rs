@@ -10,6 +10,7 @@ use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
 use crate::cluster::{self, Cluster};
 use crate::console;
+use crate::e2e::upstream::OkToFail;
 use crate::outcome::{CheckOutcome, Verdict};
 use crate::report::{RunMeta, RunReport, TestcaseResult};
 use std::path::PathBuf;
@@ -29,10 +30,27 @@ struct Plan {
     output_dir: PathBuf,
     /// `--sonobuoy-results-dir`: also hand the JUnit file to Sonobuoy.
     sonobuoy_dir: Option<PathBuf>,
+    ok_to_fail: OkToFail,
+}
+
+/// The ok-to-fail list of upstream e2e failures: `--ok-to-fail` or the built-in one.
+fn ok_to_fail(args: &RunArgs) -> Result<OkToFail, String> {
+    match &args.e2e.ok_to_fail {
+        None => OkToFail::parse(
+            crate::e2e::upstream::BUILTIN_OK_TO_FAIL,
+            "standards/e2e-ok-to-fail.yaml",
+        ),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --ok-to-fail {}: {e}", path.display()))
+            .and_then(|t| OkToFail::parse(&t, &path.display().to_string())),
+    }
 }
 
 /// The testcases `args` select, with the catalogue's name and the scope version.
 fn selection(args: &RunArgs) -> Result<(String, String, Vec<Testcase>), String> {
+    if let Some((selected, source)) = &args.selected {
+        return Ok((source.clone(), String::new(), selected.clone()));
+    }
     let catalogue =
         Catalogue::load(args.catalogue.catalogue.as_deref()).map_err(|e| e.to_string())?;
     let scope = catalogue.version(args.catalogue.scope_version.as_deref())?;
@@ -78,6 +96,10 @@ pub fn run(mut args: RunArgs) -> u8 {
     {
         return usage_error(&e);
     }
+    let ok_to_fail = match ok_to_fail(&args) {
+        Ok(list) => list,
+        Err(e) => return usage_error(&e),
+    };
     let run_id = args
         .in_cluster
         .run_id
@@ -115,6 +137,7 @@ pub fn run(mut args: RunArgs) -> u8 {
         },
         output_dir,
         sonobuoy_dir: args.in_cluster.sonobuoy_results_dir.clone(),
+        ok_to_fail,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -267,6 +290,10 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
         },
         offering: args.offering,
         workload: args.workload.clone(),
+        e2e: args.e2e.clone(),
+        ok_to_fail: plan.ok_to_fail.clone(),
+        suite_image: args.in_cluster.image.clone(),
+        image_registry: args.in_cluster.image_registry.clone(),
         http,
     });
     let subject = Subject {
@@ -286,6 +313,7 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
         timeout: args.timeout,
         strict: args.strict,
         cancel: cancel_rx,
+        gate: tokio::sync::RwLock::new(()),
         results: Mutex::new(Vec::new()),
     });
     let trials: Vec<libtest_mimic::Trial> = plan
@@ -311,9 +339,21 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
     // The trials block on the runtime from their own threads; keep this one free.
     let _ = tokio::task::spawn_blocking(move || libtest_mimic::run(&trial_args, trials)).await;
 
-    // Safety net: whatever still carries this run's labels goes now.
+    // Safety net: whatever still carries this run's labels goes now (RBAC too when an
+    // upstream e2e run created some).
     if !args.keep {
-        match cluster.sweep(Some(&plan.meta.run_id), false).await {
+        let with_rbac = plan
+            .selected
+            .iter()
+            .any(|tc| checks::find(&tc.check).is_some_and(|c| (c.uses_e2e)(&args.e2e)));
+        let swept = async {
+            let mut lines = cluster.sweep(Some(&plan.meta.run_id), false).await?;
+            if with_rbac {
+                lines.extend(cluster.sweep_rbac(Some(&plan.meta.run_id), false).await?);
+            }
+            Ok::<_, crate::cluster::errors::ApiError>(lines)
+        };
+        match swept.await {
             Ok(lines) => lines
                 .iter()
                 .for_each(|l| console::note(&format!("cleanup: {l}"))),
@@ -435,7 +475,17 @@ struct Shared {
     timeout: std::time::Duration,
     strict: bool,
     cancel: watch::Receiver<bool>,
+    /// Writing checks hold it shared while they run; exclusive checks alone.
+    gate: tokio::sync::RwLock<()>,
     results: Mutex<Vec<TestcaseResult>>,
+}
+
+/// A check's turn at the cluster (see [`CheckDef::exclusive`]).
+#[allow(dead_code)] // held for its drop only
+enum Turn<'a> {
+    Free,
+    Shared(tokio::sync::RwLockReadGuard<'a, ()>),
+    Alone(tokio::sync::RwLockWriteGuard<'a, ()>),
 }
 
 impl Shared {
@@ -485,6 +535,30 @@ impl Shared {
         {
             return CheckOutcome::aborted("", reason.clone());
         }
+        let mut cancel = self.cancel.clone();
+        let turn = async {
+            if def.exclusive {
+                if self.gate.try_write().is_err() {
+                    log.info(
+                        "waiting for the other writing checks to finish (this check runs alone)",
+                    );
+                }
+                Turn::Alone(self.gate.write().await)
+            } else if def.writes {
+                if self.gate.try_read().is_err() {
+                    log.info("waiting for a check that runs alone to finish");
+                }
+                Turn::Shared(self.gate.read().await)
+            } else {
+                Turn::Free
+            }
+        };
+        let _turn = tokio::select! {
+            turn = turn => turn,
+            _ = cancel.wait_for(|c| *c) => {
+                return CheckOutcome::aborted("", "the run was interrupted before this check started");
+            }
+        };
         let ctx = CheckContext {
             testcase: tc.clone(),
             subject: self.subject.clone(),
@@ -493,18 +567,18 @@ impl Shared {
             log: log.clone(),
         };
         log.info(format!("started ({})", def.summary));
-        let mut cancel = self.cancel.clone();
+        let deadline = def.deadline(&self.options, self.timeout);
         let last_step = || {
             log.last()
                 .map(|l| format!("; last step: {l}"))
                 .unwrap_or_default()
         };
         let outcome = tokio::select! {
-            result = tokio::time::timeout(self.timeout, (def.run)(&ctx)) => match result {
+            result = tokio::time::timeout(deadline, (def.run)(&ctx)) => match result {
                 Ok(outcome) => outcome,
                 Err(_) => CheckOutcome::aborted("", format!(
                     "the check did not finish within {} (--timeout){}",
-                    human_duration(self.timeout), last_step()
+                    human_duration(deadline), last_step()
                 )),
             },
             _ = cancel.wait_for(|c| *c) => CheckOutcome::aborted("", format!(

@@ -9,8 +9,9 @@ fn list_prints_one_line_per_testcase() {
     let out = scs(&["list"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", out.stdout);
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
     let expect = [
+        ("cncf-k8s-conformance", "scs-0201", "mandatory"),
         ("version-policy-check", "scs-0210-v2", "mandatory"),
         ("node-distribution-check", "scs-0214-v2", "mandatory"),
         ("node-anti-affinity-check", "scs-0213-v1", "mandatory"),
@@ -42,7 +43,7 @@ fn draft_scope_adds_the_load_balancer_standard() {
     let out = scs(&["list", "--scope-version", "v2"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{}", out.stdout);
+    assert_eq!(lines.len(), 8, "{}", out.stdout);
     for (id, level) in [
         ("lb-service-check", "mandatory"),
         ("lb-ip-preservation-check", "informational"),
@@ -62,13 +63,14 @@ fn list_as_json() {
     assert_eq!(out.code, 0);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     let testcases = doc["testcases"].as_array().expect("testcases");
-    assert_eq!(testcases.len(), 5);
-    assert_eq!(testcases[3]["id"], "default-storage-class-check");
-    assert_eq!(testcases[3]["standard"], "scs-0211-v1");
-    assert_eq!(testcases[0]["id"], "version-policy-check");
-    assert_eq!(testcases[0]["standard"], "scs-0210-v2");
-    assert_eq!(testcases[0]["level"], "mandatory");
-    assert_eq!(testcases[0]["check"], "version-policy");
+    assert_eq!(testcases.len(), 6);
+    assert_eq!(testcases[4]["id"], "default-storage-class-check");
+    assert_eq!(testcases[4]["standard"], "scs-0211-v1");
+    assert_eq!(testcases[0]["id"], "cncf-k8s-conformance");
+    assert_eq!(testcases[0]["standard"], "scs-0201");
+    assert_eq!(testcases[1]["id"], "version-policy-check");
+    assert_eq!(testcases[1]["level"], "mandatory");
+    assert_eq!(testcases[1]["check"], "version-policy");
     assert!(
         testcases[0]["description"]
             .as_str()
@@ -209,7 +211,7 @@ fn malformed_kubeconfig() {
     );
     // Every selected testcase gets its ABORT line.
     let verdicts = out.verdicts();
-    assert_eq!(verdicts.len(), 5);
+    assert_eq!(verdicts.len(), 6);
     assert!(verdicts.values().all(|v| v == "ABORT"));
     out.assert_clean_exit();
 }
@@ -235,4 +237,30 @@ fn kubeconfig_from_environment_with_missing_entries() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_malformed_ok_to_fail_list_is_a_usage_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "ok.yaml",
+        "- regex: SCTP\n  reason: optional\n  until: 2027\n",
+    );
+    let out = scs(&[
+        "run",
+        "--check",
+        "cncf-k8s-conformance",
+        "--ok-to-fail",
+        &path,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert!(
+        out.errors()[0].starts_with(&format!("ERROR ok-to-fail list {path}:"))
+            && out.errors()[0].contains("until"),
+        "{}",
+        out.stderr
+    );
+    out.assert_clean_exit();
 }

@@ -1,12 +1,14 @@
-//! `e2e`: the upstream conformance image in the cluster with the `e2e-collect` sidecar. The
-//! simulator's kubelet runs the emulated conformance image (tests/support/conformance.rs,
-//! specs from tests/fixtures/e2e/) and then the REAL binary as the sidecar, both with the
-//! pod's shared results emptyDir; this needs root (private mount namespace).
+//! The upstream conformance image in the cluster with the `e2e-collect` sidecar: the `e2e`
+//! command, testcase `cncf-k8s-conformance` and `kaas-networking-check --networking
+//! e2e|both` through `run`. The simulator's kubelet runs the emulated conformance image
+//! (tests/support/conformance.rs, specs from tests/fixtures/e2e/, chosen by E2E_FOCUS) and
+//! the REAL binary as the sidecar, both with the pod's shared results emptyDir; this needs
+//! root (private mount namespace).
 
 mod support;
 
 use std::time::{Duration, Instant};
-use support::binary::{Output, assert_valid_junit, scs, suite_objects};
+use support::binary::{Output, assert_valid_junit, run_against, scs, suite_objects};
 use support::{ClusterSpec, SimCluster};
 
 const IMAGE: &str = "ghcr.io/sovereigncloudstack/scs-kaas-check";
@@ -17,6 +19,23 @@ fn sim(fixture: &str) -> SimCluster {
     support::incluster::register_suite_image(&sim, IMAGE);
     support::conformance::register(&sim, fixture);
     sim
+}
+
+/// A cluster whose conformance image plays `fixtures` by E2E_FOCUS.
+fn sim_focused(fixtures: &[(&str, &str)]) -> SimCluster {
+    let sim = SimCluster::start(ClusterSpec::default());
+    support::incluster::register_suite_image(&sim, IMAGE);
+    support::conformance::register_focused(&sim, fixtures);
+    sim
+}
+
+/// `run` with the suite image of the sidecar.
+fn run(sim: &SimCluster, extra: &[&str]) -> Output {
+    let mut args = vec!["--image", IMAGE];
+    args.extend_from_slice(extra);
+    let out = run_against(sim, &args);
+    out.assert_clean_exit();
+    out
 }
 
 fn e2e(sim: &SimCluster, extra: &[&str]) -> Output {
@@ -43,16 +62,16 @@ fn assert_nothing_left(sim: &SimCluster) {
     }
 }
 
-/// The upstream testsuite of the merged junit.xml (its text from `<testsuite` on).
-fn upstream_suite(out: &Output) -> String {
+/// The upstream testsuite of `testcase` in junit.xml (its text from `<testsuite` to its end).
+fn upstream_suite(out: &Output, testcase: &str) -> String {
     let junit = out.junit();
+    let name = format!(r#"name="{testcase}: upstream e2e (junit_01.xml)""#);
     let at = junit
-        .find(r#"name="upstream e2e (junit_01.xml)""#)
-        .unwrap_or_else(|| panic!("no upstream testsuite in junit.xml:\n{junit}"));
+        .find(&name)
+        .unwrap_or_else(|| panic!("no upstream testsuite of {testcase} in junit.xml:\n{junit}"));
     let start = junit[..at].rfind("<testsuite ").expect("testsuite element");
-    // Its own suite, numbered after ours.
-    assert!(junit[start..at].contains(r#"id="1""#), "{junit}");
-    junit[start..].to_string()
+    let end = start + junit[start..].find("</testsuite>").expect("suite end");
+    junit[start..end].to_string()
 }
 
 #[test]
@@ -62,10 +81,10 @@ fn all_specs_pass() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(
-        out.stderr
+        out.junit_out(&format!("{TC}/e2e"))
             .contains("4 specs: 3 passed, 0 failed, 0 accepted failures (ok-to-fail), 1 skipped"),
         "{}",
-        out.stderr
+        out.junit()
     );
     // Progress came from the conformance container's log.
     assert!(
@@ -74,7 +93,9 @@ fn all_specs_pass() {
         out.stderr
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    let suite = upstream_suite(&out);
+    let suite = upstream_suite(&out, TC);
+    // Its own suite, numbered after ours.
+    assert!(suite.contains(r#"id="1""#), "{suite}");
     assert!(suite.contains("Services should serve a basic endpoint from pods"));
     assert!(suite.contains(r#"name="[It] [sig-node] Pods should be submitted and removed"#));
     // Our own testcase stays in our testsuite, before the upstream one.
@@ -83,9 +104,14 @@ fn all_specs_pass() {
         junit.find(&format!("{TC}/e2e")).unwrap()
             < junit.find(r#"name="upstream e2e (junit_01.xml)""#).unwrap()
     );
-    // e2e.log (ginkgo's output, as the image tees it) is kept.
-    let log = out.file("e2e.log");
+    // e2e.log (ginkgo's output, as the image tees it) and junit_01.xml are kept: what a
+    // CNCF conformance submission needs.
+    let log = out.file(&format!("{TC}/e2e.log"));
     assert!(log.contains("SUCCESS! -- 3 Passed"), "{log}");
+    assert!(
+        out.file(&format!("{TC}/junit_01.xml"))
+            .contains("<testsuites")
+    );
     assert_nothing_left(&sim);
 }
 
@@ -104,10 +130,10 @@ fn a_failed_spec_fails_naming_it() {
         "{msg}"
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    let suite = upstream_suite(&out);
+    let suite = upstream_suite(&out, TC);
     assert!(suite.contains(r#"type="FAIL""#), "{suite}");
     assert!(suite.contains(r#"type="ACCEPTED""#), "{suite}");
-    let log = out.file("e2e.log");
+    let log = out.file(&format!("{TC}/e2e.log"));
     assert!(log.contains("FAIL! -- 3 Passed | 2 Failed"), "{log}");
     assert_nothing_left(&sim);
 }
@@ -119,20 +145,20 @@ fn failures_on_the_ok_to_fail_list_are_accepted_with_their_reason() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(
-        out.stderr
+        out.junit_out(&format!("{TC}/e2e"))
             .contains("3 passed, 0 failed, 1 accepted failures"),
         "{}",
-        out.stderr
+        out.junit()
     );
     let report = out.report();
     assert!(
-        report.contains("should allow SCTP traffic (accepted: SCTP connectivity is not offered by the SCS reference network plugin)"),
+        report.contains("should support a 'default-deny-ingress' policy [Feature:NetworkPolicy] (accepted: SCTP connectivity is optional (Cilium does not enable it by default))"),
         "{report}"
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    let suite = upstream_suite(&out);
+    let suite = upstream_suite(&out, TC);
     assert!(
-        suite.contains("accepted by the ok-to-fail list (SCTP connectivity is not offered"),
+        suite.contains("accepted by the ok-to-fail list (SCTP connectivity is optional"),
         "{suite}"
     );
     // Without the entry the same run fails.
@@ -141,10 +167,9 @@ fn failures_on_the_ok_to_fail_list_are_accepted_with_their_reason() {
     std::fs::write(&list, "- regex: 'CIDR block'\n  reason: not this one\n").expect("list");
     let out = e2e(&sim, &["--ok-to-fail", list.to_str().expect("utf-8")]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.junit_message(&format!("{TC}/e2e"))
-            .contains("should allow SCTP traffic: SCTP connection refused")
-    );
+    assert!(out.junit_message(&format!("{TC}/e2e")).contains(
+        "'default-deny-ingress' policy [Feature:NetworkPolicy]: SCTP connection refused"
+    ));
     assert_nothing_left(&sim);
 }
 
@@ -155,10 +180,10 @@ fn a_run_that_never_finishes_aborts_with_its_last_progress_and_cleans_up() {
     let out = e2e(&sim, &["--timeout", "8s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"), "{}", out.stderr);
-    let msg = out.junit_message(TC);
+    let msg = out.junit_message(&format!("{TC}/e2e"));
     assert!(
         msg.contains(
-            "did not finish within 8s (--timeout); last progress: 3/5 specs done, 1 failed so far"
+            "did not finish within 8s (e2e timeout); last progress: 3/5 specs done, 1 failed so far"
         ),
         "{msg}"
     );
@@ -166,4 +191,122 @@ fn a_run_that_never_finishes_aborts_with_its_last_progress_and_cleans_up() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_nothing_left(&sim);
     assert!(sim.objects("pods").is_empty(), "the e2e pod is left");
+}
+
+#[test]
+fn a_dry_run_lists_the_specs_and_decides_nothing() {
+    let sim = sim("fail");
+    let out = e2e(&sim, &["--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Nothing was decided: no verdict line, the testcase is skipped.
+    assert_eq!(out.verdict(TC), None, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "[{TC}] not applicable: dry run: 5 specs match the focus and skip (listed in junit.xml); none was executed"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    let suite = upstream_suite(&out, TC);
+    assert!(!suite.contains("<failure"), "{suite}");
+    assert_eq!(suite.matches("dry run: not executed").count(), 5, "{suite}");
+    assert_nothing_left(&sim);
+}
+
+#[test]
+fn run_selects_cncf_conformance_and_the_networking_e2e_focus_like_any_testcase() {
+    let sim = sim_focused(&[
+        (r"\[Conformance\]", "pass"),
+        ("NetworkPolicy", "netpol-accepted"),
+    ]);
+    let out = run(
+        &sim,
+        &[
+            "--check",
+            TC,
+            "--check",
+            "kaas-networking-check",
+            "--check",
+            "node-distribution-check",
+            "--networking",
+            "e2e",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert_eq!(
+        out.verdict("kaas-networking-check").as_deref(),
+        Some("PASS"),
+        "{}",
+        out.stderr
+    );
+    // The default image follows the server version.
+    assert!(
+        out.stderr
+            .contains("conformance image registry.k8s.io/conformance:v1."),
+        "{}",
+        out.stderr
+    );
+    // Conformance runs alone: one of the two e2e runs waited for the other.
+    assert!(
+        out.stderr.contains("(this check runs alone)")
+            || out
+                .stderr
+                .contains("waiting for a check that runs alone to finish"),
+        "{}",
+        out.stderr
+    );
+    // The networking testcase ran the upstream NetworkPolicy focus, not the probe matrix.
+    let msg = out.junit_out("kaas-networking-check/e2e");
+    assert!(msg.contains("0 failed, 5 accepted failures"), "{msg}");
+    assert!(!out.junit().contains("kaas-networking-check/baseline"));
+    let accepted = out.junit_out("kaas-networking-check/ok-to-fail");
+    for reason in [
+        "should allow egress access to server in CIDR block [Feature:NetworkPolicy] (accepted: Cilium does not apply ipBlock CIDRs",
+        "should allow ingress access from updated namespace [Feature:NetworkPolicy] (accepted: flaky upstream case",
+        "(accepted: SCTP connectivity is optional",
+    ] {
+        assert!(accepted.contains(reason), "{reason}: {accepted}");
+    }
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    assert!(upstream_suite(&out, TC).contains("[Conformance]"));
+    let netpol = upstream_suite(&out, "kaas-networking-check");
+    assert!(netpol.contains(r#"type="ACCEPTED""#), "{netpol}");
+    assert!(!netpol.contains("[Conformance]"), "{netpol}");
+    for tc in [TC, "kaas-networking-check"] {
+        assert!(out.file(&format!("{tc}/e2e.log")).contains("Ran "));
+    }
+    assert_nothing_left(&sim);
+}
+
+#[test]
+fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passes() {
+    let sim = sim_focused(&[("NetworkPolicy", "netpol-fail")]);
+    let out = run(
+        &sim,
+        &["--check", "kaas-networking-check", "--networking", "both"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.verdict("kaas-networking-check").as_deref(),
+        Some("FAIL"),
+        "{}",
+        out.stderr
+    );
+    // The native matrix ran and passed, under the same testcase.
+    assert!(
+        out.junit_out("kaas-networking-check/baseline")
+            .contains("16 of 16"),
+        "{}",
+        out.junit()
+    );
+    let msg = out.junit_message("kaas-networking-check/e2e");
+    assert!(
+        msg.contains("1 failed, 1 accepted failures")
+            && msg.contains("should deny ingress access to updated pod"),
+        "{msg}"
+    );
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    assert_nothing_left(&sim);
 }

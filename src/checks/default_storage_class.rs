@@ -26,6 +26,8 @@ pub const CHECK: CheckDef = CheckDef {
     name: "default-storage-class",
     summary: "one default StorageClass whose volumes outlive their pods (scs-0211)",
     writes: true,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run(ctx)),
 };
 

@@ -36,6 +36,8 @@ pub const SERVICE_CHECK: CheckDef = CheckDef {
     name: "lb-service",
     summary: "a plain LoadBalancer Service gets an address and answers HTTP (draft)",
     writes: true,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run_service_check(ctx)),
 };
 
@@ -43,6 +45,8 @@ pub const IP_PRESERVATION_CHECK: CheckDef = CheckDef {
     name: "lb-ip-preservation",
     summary: "which source address backends behind a LoadBalancer see (draft, informational)",
     writes: true,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run_ip_preservation_check(ctx)),
 };
 

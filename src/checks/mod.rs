@@ -9,7 +9,7 @@ pub mod node_distribution;
 pub mod version_policy;
 
 use crate::catalogue::Testcase;
-use crate::cli::WorkloadArgs;
+use crate::cli::{E2eRunArgs, WorkloadArgs};
 use crate::cluster::Cluster;
 use crate::cluster::preflight::ServerInfo;
 use crate::console;
@@ -17,6 +17,7 @@ use crate::outcome::CheckOutcome;
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Default image of placeholder pods (they only need to start and stay running).
 pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
@@ -36,7 +37,30 @@ pub struct CheckDef {
     pub summary: &'static str,
     /// Whether it creates objects (and therefore needs a scratch namespace).
     pub writes: bool,
+    /// Whether it must run alone: it starts only after the checks before it have finished,
+    /// and the others wait for it.
+    pub exclusive: bool,
+    /// Whether, with these options, it runs the upstream e2e suite (its deadline is then
+    /// `--e2e-timeout`, and it needs the rights to grant the e2e pod every right).
+    pub uses_e2e: fn(&E2eRunArgs) -> bool,
     pub run: RunFn,
+}
+
+impl CheckDef {
+    /// How long the check may take: `--timeout`, or for an upstream e2e run
+    /// `--e2e-timeout` plus time to set up and clean up.
+    pub fn deadline(&self, options: &RunOptions, timeout: Duration) -> Duration {
+        if (self.uses_e2e)(&options.e2e) {
+            timeout.max(options.e2e.e2e_timeout + crate::e2e::SETUP_GRACE)
+        } else {
+            timeout
+        }
+    }
+}
+
+/// `uses_e2e` of the checks that never run the upstream suite.
+pub fn no_e2e(_: &E2eRunArgs) -> bool {
+    false
 }
 
 pub static CHECKS: &[CheckDef] = &[
@@ -47,6 +71,8 @@ pub static CHECKS: &[CheckDef] = &[
     network_policy::CHECK,
     load_balancer::SERVICE_CHECK,
     load_balancer::IP_PRESERVATION_CHECK,
+    crate::e2e::CONFORMANCE_CHECK,
+    crate::e2e::UPSTREAM_CHECK,
 ];
 
 pub fn find(name: &str) -> Option<&'static CheckDef> {
@@ -72,6 +98,13 @@ pub struct RunOptions {
     pub data: DataFiles,
     pub offering: bool,
     pub workload: WorkloadArgs,
+    /// The upstream e2e runs.
+    pub e2e: E2eRunArgs,
+    pub ok_to_fail: crate::e2e::upstream::OkToFail,
+    /// This suite's image (the e2e results sidecar).
+    pub suite_image: String,
+    /// `--image-registry`, for images chosen at run time (the conformance image).
+    pub image_registry: Option<String>,
     /// HTTP client for public release/CVE data.
     pub http: reqwest::Client,
 }

@@ -25,6 +25,8 @@ pub const CHECK: CheckDef = CheckDef {
     name: "node-anti-affinity",
     summary: "replicas spread over nodes and zones (scs-0213)",
     writes: true,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run(ctx)),
 };
 

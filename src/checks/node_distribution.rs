@@ -13,6 +13,8 @@ pub const CHECK: CheckDef = CheckDef {
     name: "node-distribution",
     summary: "node topology labels and control-plane distribution (scs-0214-v2, scs-0213)",
     writes: false,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run(ctx)),
 };
 

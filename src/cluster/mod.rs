@@ -263,11 +263,20 @@ impl Cluster {
     }
 
     /// Deletes the ClusterRoles and ClusterRoleBindings of in-cluster runs (of one run, or
-    /// of every run), found by the run labels. Part of `scs-kaas-check delete` and of the
-    /// cleanup of `run --in-cluster`; a run inside the cluster never calls it (it would
-    /// remove its own rights).
-    pub async fn sweep_rbac(&self, run_id: Option<&str>) -> Result<Vec<String>, ApiError> {
-        let selector = run_selector(run_id);
+    /// of every run), found by the run labels. Part of `scs-kaas-check delete`, of the
+    /// cleanup of `run --in-cluster`, and of the safety net of runs with upstream e2e
+    /// runs. `with_runner`: also the in-cluster runner's own ClusterRole/Binding (label
+    /// `scs-kaas-check/check=in-cluster`); a run inside the cluster must spare them.
+    pub async fn sweep_rbac(
+        &self,
+        run_id: Option<&str>,
+        with_runner: bool,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut selector = run_selector(run_id);
+        if !with_runner {
+            // The in-cluster runner's own rights stay until its outer process ends.
+            selector.push_str(&format!(",{CHECK_KEY}!={}", crate::incluster::RUNNER));
+        }
         let params = ListParams::default().labels(&selector);
         let bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
         let roles: Api<ClusterRole> = Api::all(self.client.clone());

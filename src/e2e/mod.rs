@@ -1,11 +1,15 @@
-//! `e2e`: the upstream Kubernetes e2e suite (the conformance image) run inside the cluster.
+//! The upstream Kubernetes e2e suite (the conformance image) run inside the cluster, for
+//! testcase `cncf-k8s-conformance` (focus `\[Conformance\]`), for `kaas-networking-check`
+//! with `--networking e2e|both` (focus `NetworkPolicy`), and for the `e2e` command (any
+//! focus). Everything runs through the runner like any other check.
 //!
-//! Objects (all with the run labels, check `e2e`): a namespace `skc-<run id>-e2e`, a
-//! ServiceAccount, a ClusterRole and ClusterRoleBinding `scs-kaas-check-<run id>-e2e` with
-//! every right (the e2e tests create and delete objects of every kind, cluster-wide), and a
-//! Job whose pod has two containers sharing an emptyDir mounted AT the results directory
-//! `/tmp/results` (the image's go-runner creates `$RESULTS_DIR/e2e.log` without creating
-//! the directory, so the directory itself must be the volume, as Sonobuoy mounts it):
+//! Objects (all with the run labels, check = the testcase): a namespace
+//! `skc-<run id>-<purpose>`, a ServiceAccount, a ClusterRole and ClusterRoleBinding
+//! `scs-kaas-check-<run id>-<purpose>` with every right (the e2e tests create and delete
+//! objects of every kind, cluster-wide), and a Job whose pod has two containers sharing an
+//! emptyDir mounted AT the results directory `/tmp/results` (the image's go-runner creates
+//! `$RESULTS_DIR/e2e.log` without creating the directory, so the directory itself must be
+//! the volume, as Sonobuoy mounts it):
 //! - `e2e`: the conformance image with the environment its entrypoint (go-runner,
 //!   `kubeconformance`) reads: `E2E_FOCUS`, `E2E_SKIP`, `E2E_PARALLEL=true` with
 //!   `E2E_EXTRA_GINKGO_ARGS=--procs=N`, `E2E_DRYRUN`, `E2E_PROVIDER=skeleton`,
@@ -18,39 +22,36 @@
 //!   `junit_01.xml` and `e2e.log` (cut from the front to fit) in ConfigMap
 //!   `scs-kaas-check-e2e-results` of the namespace.
 //!
-//! The outer process follows the `e2e` container's log for progress (ginkgo's `Will run N
-//! of M specs` and one `•` line per spec), then reads the ConfigMap: no kubectl, no exec.
+//! The check follows the `e2e` container's log for progress (ginkgo's `Will run N of M
+//! specs` and one `•` line per spec), then reads the ConfigMap: no kubectl, no exec.
 //! Failures matching the ok-to-fail list are accepted (listed with their reason) and do not
-//! fail the testcase. The upstream testcases are merged into our junit.xml under their own
-//! testsuite; e2e.log is kept in the output directory.
+//! fail the testcase. The outcome carries the upstream testcases (the JUnit report lists
+//! them in a testsuite of their own) and keeps `e2e.log` and `junit_01.xml` (the files a
+//! CNCF conformance submission needs) in `<output>/<testcase>/`.
 
 pub mod upstream;
 
 use crate::catalogue::{Level, Testcase};
-use crate::cli::{ClusterArgs, E2eArgs, E2eCollectArgs};
+use crate::checks::{CheckContext, CheckDef, RunOptions};
+use crate::cli::{ClusterArgs, Command, E2eArgs, E2eCollectArgs, Networking};
 use crate::cluster::errors::human_duration;
 use crate::cluster::{Cluster, ClusterObject, namespace_name, pods, wait, workload};
 use crate::console;
 use crate::incluster;
 use crate::incluster::manifests;
 use crate::outcome::{CheckOutcome, Requirement};
-use crate::report::{RunMeta, RunReport, TestcaseResult, sanitize};
-use crate::runner::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use crate::runner::{EXIT_ABORT, EXIT_OK};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
-use kube::api::{Api, ObjectMeta};
+use kube::api::Api;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use upstream::{CaseState, OkToFail, Progress};
 
-/// The `scs-kaas-check/check` label value of the e2e run's objects.
-pub const CHECK: &str = "e2e";
-pub const PURPOSE: &str = "e2e";
 pub const JOB: &str = "e2e";
 pub const E2E_CONTAINER: &str = "e2e";
 pub const SIDECAR: &str = "results";
@@ -58,57 +59,127 @@ pub const SERVICE_ACCOUNT: &str = "scs-kaas-check-e2e";
 pub const RESULTS_CONFIGMAP: &str = "scs-kaas-check-e2e-results";
 pub const RESULTS_DIR: &str = "/tmp/results";
 pub const RESULTS_VOLUME: &str = "results";
+/// Focus of certified conformance (`cncf-k8s-conformance`).
 pub const DEFAULT_FOCUS: &str = r"\[Conformance\]";
+/// Focus of the upstream NetworkPolicy tests (`kaas-networking-check`).
+pub const NETWORK_POLICY_FOCUS: &str = "NetworkPolicy";
 /// Keys of the results ConfigMap.
 pub const JUNIT_KEY: &str = "junit_01.xml";
 pub const LOG_KEY: &str = "e2e.log";
 pub const DONE_KEY: &str = "done";
 const CONFIGMAP_BUDGET: usize = 900 * 1024;
+/// Time the check gets beyond `--e2e-timeout` to set up and clean up.
+pub const SETUP_GRACE: Duration = Duration::from_secs(300);
+
+/// `cncf-k8s-conformance` (scs-0201): the upstream `[Conformance]` specs. It runs alone:
+/// `[Serial]` conformance specs taint nodes and fill them, which would disturb (and be
+/// disturbed by) the other checks' pods.
+pub const CONFORMANCE_CHECK: CheckDef = CheckDef {
+    name: "cncf-conformance",
+    summary: "upstream e2e conformance tests ([Conformance]) in the conformance image (scs-0201)",
+    writes: true,
+    exclusive: true,
+    uses_e2e: |_| true,
+    run: |ctx| Box::pin(execute(ctx, DEFAULT_FOCUS, "e2e")),
+};
+
+/// The upstream e2e suite with the focus of the `e2e` command.
+pub const UPSTREAM_CHECK: CheckDef = CheckDef {
+    name: "upstream-e2e",
+    summary: "upstream e2e tests with a custom focus in the conformance image",
+    writes: true,
+    exclusive: true,
+    uses_e2e: |_| true,
+    run: |ctx| {
+        Box::pin(async move {
+            let focus = ctx.options.e2e.focus.as_deref().unwrap_or(DEFAULT_FOCUS);
+            execute(ctx, focus, "e2e").await
+        })
+    },
+};
 
 /// `registry.k8s.io/conformance:v<major.minor.patch>` of a server's gitVersion
-/// (`v1.31.2+k3s1` -> `v1.31.2`).
-pub fn default_image(git_version: &str) -> String {
+/// (`v1.31.2+k3s1` -> `v1.31.2`), with `--image-registry` applied.
+pub fn default_image(git_version: &str, registry: Option<&str>) -> String {
     let v = git_version.trim().trim_start_matches('v');
     let v = v.split(['+', '-']).next().unwrap_or(v);
-    format!("registry.k8s.io/conformance:v{v}")
+    let image = format!("registry.k8s.io/conformance:v{v}");
+    match registry {
+        Some(prefix) => crate::cli::with_registry(&image, prefix),
+        None => image,
+    }
 }
 
-/// The testcase an e2e run reports under.
-pub fn testcase(focus: &str) -> Testcase {
-    let (id, standard, name, description) = if focus == "NetworkPolicy" {
+/// The testcase the `e2e` command reports under, and how kaas-networking-check must run.
+pub fn testcase(focus: &str) -> (Testcase, Networking) {
+    let (id, standard, name, check, description, networking) = if focus == NETWORK_POLICY_FOCUS {
         (
             "kaas-networking-check",
             "scs-0219-v1",
             "KaaS networking",
+            crate::checks::network_policy::CHECK.name,
             "Upstream e2e tests focused on NetworkPolicy",
+            Networking::E2e,
         )
     } else if focus == DEFAULT_FOCUS {
         (
             "cncf-k8s-conformance",
             "scs-0201",
             "CNCF Kubernetes conformance",
+            CONFORMANCE_CHECK.name,
             "Upstream e2e conformance tests ([Conformance])",
+            Networking::Native,
         )
     } else {
         (
             "upstream-e2e",
             "upstream-e2e",
             "Upstream Kubernetes e2e tests",
+            UPSTREAM_CHECK.name,
             "Upstream e2e tests with a custom focus",
+            Networking::Native,
         )
     };
-    Testcase {
+    let tc = Testcase {
         id: id.into(),
         standard: standard.into(),
         standard_name: name.into(),
         level: Level::Mandatory,
-        check: CHECK.into(),
+        check: check.into(),
         description: description.into(),
-    }
+    };
+    (tc, networking)
 }
 
-fn meta(name: &str, namespace: Option<&str>, run_id: &str) -> ObjectMeta {
-    manifests::labelled(name, namespace, run_id, CHECK)
+/// `e2e`: a run of the one testcase the focus names, through the runner (preflight,
+/// signals, cleanup, reports and exit codes as for `run`).
+pub fn run(args: E2eArgs) -> u8 {
+    let defaults = <crate::cli::Cli as clap::Parser>::try_parse_from(["scs-kaas-check", "run"]);
+    let mut run = match defaults.map(|cli| cli.command) {
+        Ok(Command::Run(run)) => run,
+        _ => {
+            console::error("internal error: no defaults for run");
+            return EXIT_ABORT;
+        }
+    };
+    let (tc, networking) = testcase(&args.focus);
+    run.cluster = args.cluster;
+    run.output_dir = args.output_dir;
+    run.keep = args.keep;
+    run.in_cluster.run_id = args.run_id;
+    run.in_cluster.image = args.image;
+    run.workload.pod_start_timeout = args.pod_start_timeout;
+    let e2e = &mut run.e2e;
+    e2e.networking = networking;
+    e2e.focus = Some(args.focus);
+    e2e.e2e_skip = args.skip;
+    e2e.e2e_parallel = args.parallel;
+    e2e.e2e_dry_run = args.dry_run;
+    e2e.conformance_image = args.conformance_image;
+    e2e.ok_to_fail = args.ok_to_fail;
+    e2e.e2e_timeout = args.timeout;
+    run.selected = Some((vec![tc], "upstream e2e".into()));
+    crate::runner::run(*run)
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -119,7 +190,21 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-/// The objects of e2e run `run_id` (besides its namespace).
+/// What one e2e run is: its focus and where its objects go.
+pub struct Spec<'a> {
+    pub run_id: &'a str,
+    /// The testcase (the `check` label of the objects).
+    pub check: &'a str,
+    /// Namespace and RBAC name suffix (several e2e runs can share a run).
+    pub purpose: &'a str,
+    pub focus: &'a str,
+    /// The conformance image.
+    pub image: &'a str,
+    /// This suite's image (the results sidecar).
+    pub suite_image: &'a str,
+}
+
+/// The objects of one e2e run (besides its namespace).
 pub struct Objects {
     pub service_account: ServiceAccount,
     pub cluster_role: ClusterRole,
@@ -127,19 +212,20 @@ pub struct Objects {
     pub job: Job,
 }
 
-pub fn objects(args: &E2eArgs, run_id: &str, image: &str) -> Objects {
-    let ns = namespace_name(run_id, PURPOSE);
-    let rbac_name = format!("scs-kaas-check-{run_id}-e2e");
+pub fn objects(spec: &Spec, opts: &crate::cli::E2eRunArgs) -> Objects {
+    let (run_id, check) = (spec.run_id, spec.check);
+    let ns = namespace_name(run_id, spec.purpose);
+    let rbac_name = format!("scs-kaas-check-{run_id}-{}", spec.purpose);
     let mut e2e_env = vec![
-        env("E2E_FOCUS", &args.focus),
+        env("E2E_FOCUS", spec.focus),
         env("E2E_PROVIDER", "skeleton"),
         env("E2E_USE_GO_RUNNER", "true"),
         env("RESULTS_DIR", RESULTS_DIR),
     ];
-    let parallel = args.parallel.filter(|n| *n > 1);
+    let parallel = opts.e2e_parallel.filter(|n| *n > 1);
     // go-runner skips `[Serial]` in parallel runs only when E2E_SKIP is empty; an explicit
     // skip keeps that protection here.
-    match (&args.skip, parallel) {
+    match (&opts.e2e_skip, parallel) {
         (Some(skip), Some(_)) => e2e_env.push(env("E2E_SKIP", &format!(r"\[Serial\]|{skip}"))),
         (Some(skip), None) => e2e_env.push(env("E2E_SKIP", skip)),
         (None, _) => {}
@@ -150,7 +236,7 @@ pub fn objects(args: &E2eArgs, run_id: &str, image: &str) -> Objects {
         e2e_env.push(env("E2E_PARALLEL", "true"));
         e2e_env.push(env("E2E_EXTRA_GINKGO_ARGS", &format!("--procs={n}")));
     }
-    if args.dry_run {
+    if opts.e2e_dry_run {
         e2e_env.push(env("E2E_DRYRUN", "true"));
     }
     let results = VolumeMount {
@@ -158,14 +244,14 @@ pub fn objects(args: &E2eArgs, run_id: &str, image: &str) -> Objects {
         mount_path: RESULTS_DIR.into(),
         ..Default::default()
     };
-    let mut e2e = workload::restricted_container(E2E_CONTAINER, image);
+    let mut e2e = workload::restricted_container(E2E_CONTAINER, spec.image);
     // The e2e binary writes outside /tmp; everything else of the restricted profile stays.
     if let Some(sc) = e2e.security_context.as_mut() {
         sc.read_only_root_filesystem = None;
     }
     e2e.env = Some(e2e_env);
     e2e.volume_mounts = Some(vec![results.clone()]);
-    let mut sidecar = workload::restricted_container(SIDECAR, &args.image);
+    let mut sidecar = workload::restricted_container(SIDECAR, spec.suite_image);
     sidecar.args = Some(vec![
         "e2e-collect".into(),
         "--results-dir".into(),
@@ -186,11 +272,11 @@ pub fn objects(args: &E2eArgs, run_id: &str, image: &str) -> Objects {
     }]);
     Objects {
         service_account: ServiceAccount {
-            metadata: meta(SERVICE_ACCOUNT, Some(&ns), run_id),
+            metadata: manifests::labelled(SERVICE_ACCOUNT, Some(&ns), run_id, check),
             ..Default::default()
         },
         cluster_role: ClusterRole {
-            metadata: meta(&rbac_name, None, run_id),
+            metadata: manifests::labelled(&rbac_name, None, run_id, check),
             rules: Some(vec![
                 PolicyRule {
                     api_groups: Some(vec!["*".into()]),
@@ -209,10 +295,10 @@ pub fn objects(args: &E2eArgs, run_id: &str, image: &str) -> Objects {
         cluster_role_binding: manifests::cluster_role_binding(
             &rbac_name,
             run_id,
-            CHECK,
+            check,
             manifests::service_account_subject(SERVICE_ACCOUNT, &ns),
         ),
-        job: manifests::run_once_job(JOB, &ns, run_id, CHECK, pod),
+        job: manifests::run_once_job(JOB, &ns, run_id, check, pod),
     }
 }
 
@@ -278,257 +364,124 @@ pub fn collect(args: &E2eCollectArgs) -> u8 {
     })
 }
 
-// ------------------------------------------------------------------ e2e (outer process)
+// ------------------------------------------------------------------ the check
 
+/// How the run's pod ended.
 enum Ended {
     Results(BTreeMap<String, String>),
     Abort(String),
 }
 
-/// `e2e`. Returns the exit code.
-pub fn run(args: E2eArgs) -> u8 {
-    let started = jiff::Timestamp::now();
-    let ok_to_fail = match &args.ok_to_fail {
-        None => OkToFail::parse(
-            upstream::BUILTIN_OK_TO_FAIL,
-            "standards/e2e-ok-to-fail.yaml",
-        ),
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read --ok-to-fail {}: {e}", path.display()))
-            .and_then(|t| OkToFail::parse(&t, &path.display().to_string())),
-    };
-    let ok_to_fail = match ok_to_fail {
-        Ok(l) => l,
-        Err(e) => {
-            console::error(&e);
-            return EXIT_USAGE;
-        }
-    };
-    let run_id = args
-        .run_id
-        .clone()
-        .unwrap_or_else(crate::cluster::new_run_id);
-    let output_dir = args.output_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("reports").join(format!("{}-{run_id}", started.strftime("%Y%m%dT%H%M%SZ")))
+/// Runs the conformance image with `focus` as testcase `ctx.testcase` and judges its
+/// results. The objects are registered with the run's cleanup under the testcase.
+pub async fn execute(ctx: &CheckContext, focus: &str, purpose: &str) -> CheckOutcome {
+    let options: &RunOptions = &ctx.options;
+    let opts = &options.e2e;
+    let image = opts.conformance_image.clone().unwrap_or_else(|| {
+        default_image(
+            &ctx.subject.info.git_version,
+            options.image_registry.as_deref(),
+        )
     });
-    if let Err(e) = std::fs::create_dir_all(&output_dir) {
-        console::error(&format!(
-            "cannot create the output directory {}: {e}",
-            output_dir.display()
-        ));
-        return EXIT_USAGE;
-    }
-    let tc = testcase(&args.focus);
-    let mut meta = RunMeta {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: run_id.clone(),
-        started,
-        finished: started,
-        catalogue: "upstream e2e".into(),
-        scope_version: String::new(),
-        reference_date: started.to_zoned(jiff::tz::TimeZone::UTC).date(),
-        strict: false,
-        context: None,
-        api_server: None,
-        server_version: None,
-        aborted: None,
+    let spec = Spec {
+        run_id: &ctx.cluster().run_id,
+        check: &ctx.testcase.id,
+        purpose,
+        focus,
+        image: &image,
+        suite_image: &options.suite_image,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    ctx.log.info(format!(
+        "conformance image {image}, focus {focus:?}{}",
+        if opts.e2e_dry_run { " (dry run)" } else { "" }
+    ));
+    let objects = objects(&spec, opts);
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let ended = match tokio::time::timeout(
+        opts.e2e_timeout,
+        drive(ctx, &spec, &objects, progress.clone()),
+    )
+    .await
     {
-        Ok(rt) => rt,
-        Err(e) => {
-            console::error(&format!("cannot start the async runtime: {e}"));
-            return EXIT_ABORT;
-        }
+        Ok(ended) => ended,
+        Err(_) => Ended::Abort(format!(
+            "the e2e run did not finish within {} (e2e timeout); last progress: {}",
+            human_duration(opts.e2e_timeout),
+            progress.lock().unwrap_or_else(|e| e.into_inner()).summary()
+        )),
     };
-    let ended = rt.block_on(orchestrate(&args, &run_id, &mut meta));
-    let (outcome, upstream_cases, log) = match ended {
-        Ok(Ended::Results(data)) => {
-            let (outcome, cases) = judge(&data, &ok_to_fail);
-            (outcome, cases, data.get(LOG_KEY).cloned())
-        }
-        Ok(Ended::Abort(reason)) => (CheckOutcome::aborted("", &reason), Vec::new(), None),
-        Err((code, reason)) => {
-            console::error(&reason);
-            meta.aborted = Some(reason.clone());
-            let result = TestcaseResult::new(
-                tc.clone(),
-                CheckOutcome::aborted("", &reason),
-                false,
-                Duration::ZERO,
-                Vec::new(),
-            );
-            console::verdict(&tc.id, result.verdict.as_str());
-            write_reports(meta, result, &[], &output_dir);
-            return code;
-        }
+    let data = match ended {
+        Ended::Results(data) => data,
+        Ended::Abort(reason) => return CheckOutcome::aborted("e2e", reason),
     };
-    meta.finished = jiff::Timestamp::now();
-    let duration = Duration::from_secs_f64(
-        (meta.finished - meta.started)
-            .total(jiff::Unit::Second)
-            .unwrap_or(0.0)
-            .max(0.0),
-    );
-    for r in &outcome.requirements {
-        if !r.message.is_empty() {
-            console::note(&format!("{}: {}", tc.id, r.message));
-        }
-    }
-    let result = TestcaseResult::new(tc.clone(), outcome, false, duration, Vec::new());
-    if let Some(log) = log
-        && let Err(e) = std::fs::write(output_dir.join(LOG_KEY), log)
-    {
-        console::error(&format!("cannot write {LOG_KEY}: {e}"));
-    }
-    console::verdict(&tc.id, result.verdict.as_str());
-    let code = match result.verdict {
-        crate::outcome::Verdict::Fail => 1,
-        crate::outcome::Verdict::Abort => EXIT_ABORT,
-        _ => EXIT_OK,
-    };
-    write_reports(meta, result, &upstream_cases, &output_dir);
-    console::note(&format!("reports in {}", output_dir.display()));
-    code
+    let mut outcome = judge(&data, &options.ok_to_fail, opts.e2e_dry_run);
+    outcome.files = [LOG_KEY, JUNIT_KEY]
+        .into_iter()
+        .filter_map(|k| data.get(k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    outcome
 }
 
-fn write_reports(meta: RunMeta, result: TestcaseResult, cases: &[JunitCase], dir: &Path) {
-    let report = RunReport {
-        meta,
-        results: vec![result],
-    };
-    if let Err(e) = report.write(dir) {
-        console::error(&format!(
-            "cannot write the reports to {}: {e}",
-            dir.display()
-        ));
-        return;
-    }
-    if cases.is_empty() {
-        return;
-    }
-    let path = dir.join("junit.xml");
-    let merged = std::fs::read_to_string(&path).map(|ours| merge_junit(&ours, cases));
-    if let Err(e) = merged.and_then(|text| std::fs::write(&path, text)) {
-        console::error(&format!("cannot merge the upstream JUnit: {e}"));
-    }
-}
-
-/// An upstream testcase as it goes into our junit.xml.
-pub struct JunitCase {
-    pub case: upstream::Case,
-    /// Ok-to-fail reason of an accepted failure.
-    pub accepted: Option<String>,
-}
-
-/// Our junit.xml with the upstream testcases added under their own testsuite.
-pub fn merge_junit(ours: &str, cases: &[JunitCase]) -> String {
-    use junit_report::{Duration as JDuration, Report, TestCase, TestSuite};
-    let mut suite = TestSuite::new("upstream e2e (junit_01.xml)");
-    for c in cases {
-        let name = sanitize(&c.case.name);
-        let time = JDuration::seconds_f64(c.case.time);
-        let message = sanitize(&c.case.message);
-        let mut tc = match (&c.case.state, &c.accepted) {
-            (CaseState::Passed, _) => TestCase::success(&name, time),
-            (CaseState::Skipped, _) => TestCase::skipped_with_cause(&name, "skipped", &message),
-            (CaseState::Failed, None) => TestCase::failure(&name, time, "FAIL", &message),
-            (CaseState::Failed, Some(reason)) => TestCase::failure(
-                &name,
-                time,
-                "ACCEPTED",
-                &sanitize(&format!(
-                    "accepted by the ok-to-fail list ({reason}): {message}"
-                )),
-            ),
-        };
-        tc.set_classname(&sanitize(&c.case.classname));
-        if !c.case.text.is_empty() {
-            tc.set_system_out(&sanitize(&c.case.text));
-        }
-        suite.add_testcase(tc);
-    }
-    let mut report = Report::new();
-    report.add_testsuite(suite);
-    let mut xml = Vec::new();
-    if report.write_xml(&mut xml).is_err() {
-        return ours.to_string();
-    }
-    let xml = String::from_utf8_lossy(&xml);
-    let (Some(start), Some(end)) = (xml.find("<testsuite "), xml.rfind("</testsuites>")) else {
-        return ours.to_string();
-    };
-    let Some(at) = ours.rfind("</testsuites>") else {
-        return ours.to_string();
-    };
-    // junit-report numbers each report's suites from 0: the upstream suite follows ours.
-    let id = format!(r#"id="{}""#, ours.matches("<testsuite ").count());
-    let upstream = xml[start..end].replacen(r#"id="0""#, &id, 1);
-    format!("{}{}{}", &ours[..at], upstream, &ours[at..])
-}
-
-/// The outcome of the upstream results, and the testcases for the merged JUnit.
-fn judge(data: &BTreeMap<String, String>, ok: &OkToFail) -> (CheckOutcome, Vec<JunitCase>) {
+/// The outcome of the upstream results, with the upstream testcases.
+fn judge(data: &BTreeMap<String, String>, ok: &OkToFail, dry_run: bool) -> CheckOutcome {
     let Some(junit) = data.get(JUNIT_KEY) else {
-        return (
-            CheckOutcome::aborted(
-                "",
-                format!(
-                    "the conformance container finished without {JUNIT_KEY} (done: {:?})",
-                    data.get(DONE_KEY).map(|d| d.trim()).unwrap_or("")
-                ),
+        return CheckOutcome::aborted(
+            "e2e",
+            format!(
+                "the conformance container finished without {JUNIT_KEY} (done: {:?})",
+                data.get(DONE_KEY).map(|d| d.trim()).unwrap_or("")
             ),
-            Vec::new(),
         );
     };
-    let cases = match upstream::parse_junit(junit) {
+    let mut cases = match upstream::parse_junit(junit) {
         Ok(c) => c,
-        Err(e) => {
-            return (
-                CheckOutcome::aborted("", format!("{JUNIT_KEY}: {e}")),
-                Vec::new(),
-            );
-        }
+        Err(e) => return CheckOutcome::aborted("e2e", format!("{JUNIT_KEY}: {e}")),
     };
     let mut outcome = CheckOutcome::default();
-    let count = |s: CaseState| cases.iter().filter(|c| c.state == s).count();
-    let (passed, skipped) = (count(CaseState::Passed), count(CaseState::Skipped));
+    if dry_run {
+        // ginkgo reports the specs a dry run walks as passed; none of them ran.
+        let listed = cases
+            .iter()
+            .filter(|c| c.state != CaseState::Skipped)
+            .count();
+        for c in cases.iter_mut().filter(|c| c.state != CaseState::Skipped) {
+            c.state = CaseState::Skipped;
+            c.message = "dry run: not executed".into();
+        }
+        outcome.push(Requirement::not_applicable(
+            "e2e",
+            format!(
+                "dry run: {listed} specs match the focus and skip (listed in junit.xml); none was executed"
+            ),
+        ));
+        outcome.upstream = cases;
+        return outcome;
+    }
     let mut failed = Vec::new();
     let mut accepted = Vec::new();
-    let junit_cases: Vec<JunitCase> = cases
-        .into_iter()
-        .map(|case| {
-            let reason = (case.state == CaseState::Failed)
-                .then(|| ok.reason(&case.name).map(str::to_string))
-                .flatten();
-            if case.state == CaseState::Failed {
-                match &reason {
-                    Some(r) => accepted.push(format!("{} (accepted: {r})", case.name)),
-                    None => failed.push(format!(
-                        "{}: {}",
-                        case.name,
-                        case.message.lines().next().unwrap_or("")
-                    )),
-                }
-            }
-            JunitCase {
-                case,
-                accepted: reason,
-            }
-        })
-        .collect();
+    for case in cases.iter_mut().filter(|c| c.state == CaseState::Failed) {
+        case.accepted = ok.reason(&case.name).map(str::to_string);
+        match &case.accepted {
+            Some(r) => accepted.push(format!("{} (accepted: {r})", case.name)),
+            None => failed.push(format!(
+                "{}: {}",
+                case.name,
+                case.message.lines().next().unwrap_or("")
+            )),
+        }
+    }
+    let count = |s: CaseState| cases.iter().filter(|c| c.state == s).count();
+    let (passed, skipped) = (count(CaseState::Passed), count(CaseState::Skipped));
     let summary = format!(
         "{} specs: {passed} passed, {} failed, {} accepted failures (ok-to-fail), {skipped} skipped",
-        junit_cases.len(),
+        cases.len(),
         failed.len(),
         accepted.len()
     );
     if passed + failed.len() + accepted.len() == 0 {
         outcome.push(Requirement::abort(
             "e2e",
-            format!("no spec ran ({summary}); check --focus/--skip"),
+            format!("no spec ran ({summary}); check the focus and skip regexes"),
         ));
     } else if failed.is_empty() {
         outcome.push(Requirement::pass("e2e", summary));
@@ -550,95 +503,29 @@ fn judge(data: &BTreeMap<String, String>, ok: &OkToFail) -> (CheckOutcome, Vec<J
             .with_details(accepted),
         );
     }
-    (outcome, junit_cases)
-}
-
-async fn orchestrate(
-    args: &E2eArgs,
-    run_id: &str,
-    meta: &mut RunMeta,
-) -> Result<Ended, (u8, String)> {
-    let (client, info) = incluster::connect(&args.cluster).await?;
-    meta.context = Some(info.subject.clone());
-    meta.api_server = Some(info.host.clone());
-    meta.server_version = Some(info.git_version.clone());
-    let image = args
-        .conformance_image
-        .clone()
-        .unwrap_or_else(|| default_image(&info.git_version));
-    console::note(&format!(
-        "scs-kaas-check {} e2e run {run_id}: {} ({}), image {image}, focus {:?}",
-        env!("CARGO_PKG_VERSION"),
-        info.subject,
-        info.git_version,
-        args.focus
-    ));
-    let cluster = Cluster::new(
-        client,
-        run_id.to_string(),
-        args.cluster.request_timeout,
-        args.keep,
-    );
-    let objects = objects(args, run_id, &image);
-    let progress = Arc::new(Mutex::new(Progress::default()));
-    let last = |p: &Arc<Mutex<Progress>>| p.lock().unwrap_or_else(|e| e.into_inner()).summary();
-    let (cancel_tx, mut cancel) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(crate::runner::watch_signals(cancel_tx, run_id.to_string()));
-    let ended = tokio::select! {
-        r = tokio::time::timeout(args.timeout, drive(&cluster, args, &objects, progress.clone())) => match r {
-            Ok(ended) => ended,
-            Err(_) => Ended::Abort(format!(
-                "the e2e run did not finish within {} (--timeout); last progress: {}",
-                human_duration(args.timeout),
-                last(&progress)
-            )),
-        },
-        _ = cancel.wait_for(|c| *c) => Ended::Abort(format!(
-            "the e2e run was interrupted; last progress: {}",
-            last(&progress)
-        )),
-    };
-    for line in cluster.release(None).await {
-        console::note(&format!("cleanup: {line}"));
-    }
-    if !args.keep {
-        match cluster.sweep_rbac(Some(run_id)).await {
-            Ok(lines) => lines
-                .iter()
-                .for_each(|l| console::note(&format!("cleanup: {l}"))),
-            Err(e) => console::warn(&format!("cleanup: {e}")),
-        }
-    }
-    signals.abort();
-    Ok(ended)
+    outcome.upstream = cases;
+    outcome
 }
 
 async fn drive(
-    cluster: &Cluster,
-    args: &E2eArgs,
+    ctx: &CheckContext,
+    spec: &Spec<'_>,
     o: &Objects,
     progress: Arc<Mutex<Progress>>,
 ) -> Ended {
+    let cluster: &Cluster = ctx.cluster();
     let c = cluster.client.clone();
-    let ns = match cluster.scratch_namespace(CHECK, PURPOSE).await {
+    let ns = match cluster.scratch_namespace(spec.check, spec.purpose).await {
         Ok(ns) => ns,
         Err(e) => return Ended::Abort(format!("cannot set up the e2e run: {e}")),
     };
     // Binding first: it is deleted before the role it grants.
-    cluster.track(
-        CHECK,
-        ClusterObject::ClusterRoleBinding(
-            o.cluster_role_binding
-                .metadata
-                .name
-                .clone()
-                .unwrap_or_default(),
-        ),
-    );
-    cluster.track(
-        CHECK,
-        ClusterObject::ClusterRole(o.cluster_role.metadata.name.clone().unwrap_or_default()),
-    );
+    for object in [
+        ClusterObject::ClusterRoleBinding(name_of(&o.cluster_role_binding.metadata)),
+        ClusterObject::ClusterRole(name_of(&o.cluster_role.metadata)),
+    ] {
+        cluster.track(spec.check, object);
+    }
     let created = async {
         incluster::create(
             cluster,
@@ -659,20 +546,21 @@ async fn drive(
     if let Err(e) = created {
         return Ended::Abort(format!("cannot set up the e2e run: {e}"));
     }
-    console::note(&format!(
+    ctx.log.info(format!(
         "created namespace {ns} and job {JOB}; waiting for its pod"
     ));
-    let pod = match incluster::wait_started(cluster, &ns, JOB, args.pod_start_timeout).await {
+    let start_deadline = ctx.options.workload.pod_start_timeout;
+    let pod = match incluster::wait_started(cluster, &ns, JOB, start_deadline).await {
         Ok(pod) => pod,
         Err(reason) => return Ended::Abort(reason),
     };
-    console::note(&format!(
+    ctx.log.info(format!(
         "pod {ns}/{pod} started; following the e2e container"
     ));
     incluster::follow(cluster, &ns, &pod, Some(E2E_CONTAINER), |line| {
         let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
         if p.line(line) {
-            console::note(&format!("[e2e] {}", p.summary()));
+            ctx.log.info(format!("[e2e] {}", p.summary()));
         }
     })
     .await;
@@ -699,18 +587,30 @@ async fn drive(
     }
 }
 
+fn name_of(meta: &kube::api::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env_of(args: &[&str]) -> BTreeMap<String, String> {
         let cli = <crate::cli::Cli as clap::Parser>::parse_from(
-            ["scs-kaas-check", "e2e"].iter().chain(args.iter()),
+            ["scs-kaas-check", "run"].iter().chain(args.iter()),
         );
-        let crate::cli::Command::E2e(e2e) = cli.command else {
-            panic!("not e2e");
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!("not run");
         };
-        let o = objects(&e2e, "0a1b2c3d", "img");
+        let spec = Spec {
+            run_id: "0a1b2c3d",
+            check: "cncf-k8s-conformance",
+            purpose: "e2e",
+            focus: DEFAULT_FOCUS,
+            image: "img",
+            suite_image: "suite",
+        };
+        let o = objects(&spec, &run.e2e);
         let pod = o.job.spec.unwrap().template.spec.unwrap();
         assert_eq!(
             pod.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
@@ -731,13 +631,13 @@ mod tests {
         assert_eq!(env["E2E_FOCUS"], DEFAULT_FOCUS);
         assert_eq!(env["RESULTS_DIR"], RESULTS_DIR);
         assert!(!env.contains_key("E2E_PARALLEL") && !env.contains_key("E2E_SKIP"));
-        let env = env_of(&["--parallel", "4"]);
+        let env = env_of(&["--e2e-parallel", "4"]);
         assert_eq!(env["E2E_PARALLEL"], "true");
         assert_eq!(env["E2E_EXTRA_GINKGO_ARGS"], "--procs=4");
         assert!(!env.contains_key("E2E_SKIP"));
-        let env = env_of(&["--parallel", "4", "--skip", "SCTP"]);
+        let env = env_of(&["--e2e-parallel", "4", "--e2e-skip", "SCTP"]);
         assert_eq!(env["E2E_SKIP"], r"\[Serial\]|SCTP");
-        let env = env_of(&["--parallel", "1", "--skip", "SCTP"]);
+        let env = env_of(&["--e2e-parallel", "1", "--e2e-skip", "SCTP"]);
         assert_eq!(env["E2E_SKIP"], "SCTP");
         assert!(!env.contains_key("E2E_PARALLEL"));
     }
@@ -745,17 +645,17 @@ mod tests {
     #[test]
     fn default_image_strips_build_suffix() {
         assert_eq!(
-            default_image("v1.31.2+k3s1"),
+            default_image("v1.31.2+k3s1", None),
             "registry.k8s.io/conformance:v1.31.2"
         );
         assert_eq!(
-            default_image("v1.30.0"),
-            "registry.k8s.io/conformance:v1.30.0"
+            default_image("v1.30.0-eks-1", Some("mirror.example/k8s")),
+            "mirror.example/k8s/conformance:v1.30.0"
         );
     }
 
     #[test]
-    fn judge_accepts_listed_failures_and_merge_keeps_cases() {
+    fn judge_accepts_listed_failures_and_keeps_the_cases() {
         let junit = r#"<testsuites><testsuite name="s" tests="3">
 <testcase name="[It] a" classname="s" time="1"></testcase>
 <testcase name="[It] SCTP b" classname="s" time="1"><failure message="m1">t1</failure></testcase>
@@ -763,7 +663,7 @@ mod tests {
 </testsuite></testsuites>"#;
         let ok = OkToFail::parse("- regex: SCTP\n  reason: no sctp\n", "t").unwrap();
         let data = BTreeMap::from([(JUNIT_KEY.to_string(), junit.to_string())]);
-        let (outcome, cases) = judge(&data, &ok);
+        let outcome = judge(&data, &ok, false);
         assert_eq!(outcome.requirements[0].status, crate::outcome::Status::Fail);
         assert!(
             outcome.requirements[0]
@@ -772,14 +672,20 @@ mod tests {
         );
         assert!(outcome.requirements[0].message.contains("[It] c: m2"));
         assert!(outcome.requirements[1].details[0].contains("no sctp"));
-        let merged = merge_junit("<testsuites>\n</testsuites>\n", &cases);
-        assert!(merged.contains("upstream e2e (junit_01.xml)"));
-        assert!(merged.contains("[It] SCTP b"));
-        assert!(merged.contains("ACCEPTED"));
-        assert!(merged.trim_end().ends_with("</testsuites>"));
+        assert_eq!(outcome.upstream.len(), 3);
+        assert_eq!(outcome.upstream[1].accepted.as_deref(), Some("no sctp"));
+        assert_eq!(outcome.upstream[2].accepted, None);
+        // A dry run lists the specs and decides nothing.
+        let dry = judge(&data, &ok, true);
+        assert_eq!(
+            dry.requirements[0].status,
+            crate::outcome::Status::NotApplicable
+        );
+        assert!(dry.requirements[0].message.contains("dry run: 3 specs"));
+        assert!(dry.upstream.iter().all(|c| c.state == CaseState::Skipped));
         let data = BTreeMap::new();
         assert_eq!(
-            judge(&data, &ok).0.requirements[0].status,
+            judge(&data, &ok, false).requirements[0].status,
             crate::outcome::Status::Abort
         );
     }

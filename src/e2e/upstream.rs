@@ -10,25 +10,7 @@ use serde::Deserialize;
 /// The built-in ok-to-fail list.
 pub const BUILTIN_OK_TO_FAIL: &str = include_str!("../../standards/e2e-ok-to-fail.yaml");
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum CaseState {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-/// One upstream testcase.
-#[derive(Debug, Clone)]
-pub struct Case {
-    pub name: String,
-    pub classname: String,
-    pub time: f64,
-    pub state: CaseState,
-    /// The failure message (or skip reason).
-    pub message: String,
-    /// The failure's text.
-    pub text: String,
-}
+pub use crate::outcome::{UpstreamCase as Case, UpstreamState as CaseState};
 
 /// The testcases of a JUnit file. `Err` is a one-line reason.
 pub fn parse_junit(xml: &str) -> Result<Vec<Case>, String> {
@@ -69,6 +51,7 @@ pub fn parse_junit(xml: &str) -> Result<Vec<Case>, String> {
                             state: CaseState::Passed,
                             message: String::new(),
                             text: String::new(),
+                            accepted: None,
                         });
                     }
                     b"failure" | b"error" => {

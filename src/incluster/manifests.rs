@@ -157,6 +157,11 @@ fn data_files(args: &RunArgs) -> Vec<(&'static str, &std::path::Path, &'static s
             "--release-data",
         ),
         ("cves.json", args.cve_data.as_deref(), "--cve-data"),
+        (
+            "ok-to-fail.yaml",
+            args.e2e.ok_to_fail.as_deref(),
+            "--ok-to-fail",
+        ),
     ]
     .into_iter()
     .filter_map(|(k, p, f)| p.map(|p| (k, p, f)))
@@ -224,6 +229,30 @@ pub fn container_args(args: &RunArgs, run_id: &str) -> Vec<String> {
     }
     for (k, v) in &w.lb_annotations {
         flag("--lb-annotation", format!("{k}={v}"));
+    }
+    let e = &args.e2e;
+    flag(
+        "--networking",
+        format!("{:?}", e.networking).to_ascii_lowercase(),
+    );
+    if let Some(image) = &e.conformance_image {
+        flag("--conformance-image", image.clone());
+    }
+    if let Some(skip) = &e.e2e_skip {
+        flag("--e2e-skip", skip.clone());
+    }
+    if let Some(n) = e.e2e_parallel {
+        flag("--e2e-parallel", n.to_string());
+    }
+    flag("--e2e-timeout", duration_arg(e.e2e_timeout));
+    // The e2e results sidecar runs this image, and images chosen at run time (the
+    // conformance image) take the mirror too.
+    flag("--image", args.in_cluster.image.clone());
+    if let Some(r) = &args.in_cluster.image_registry {
+        flag("--image-registry", r.clone());
+    }
+    if e.e2e_dry_run {
+        a.push("--e2e-dry-run".into());
     }
     if args.offline {
         a.push("--offline".into());
@@ -317,7 +346,7 @@ pub fn build(args: &RunArgs, run_id: &str, selected: &[Testcase]) -> Result<Obje
         },
         cluster_role: ClusterRole {
             metadata: meta(&cluster_name, None, run_id),
-            rules: Some(rbac::cluster_rules(&checks)),
+            rules: Some(rbac::cluster_rules(&checks, &args.e2e)),
             ..Default::default()
         },
         cluster_role_binding: cluster_role_binding(&cluster_name, run_id, RUNNER, subject),

@@ -333,7 +333,7 @@ pub async fn run(args: &RunArgs, plan: &Handover) -> Result<u8, (u8, String)> {
             Ok(lines) => lines,
             Err(e) => vec![format!("WARNING: {e}")],
         };
-        let rbac = match cluster.sweep_rbac(Some(&plan.run_id)).await {
+        let rbac = match cluster.sweep_rbac(Some(&plan.run_id), true).await {
             Ok(lines) => lines,
             Err(e) => vec![format!("WARNING: {e}")],
         };

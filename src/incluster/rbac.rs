@@ -8,6 +8,7 @@
 //! they are granted by the run's ClusterRole. Everything the runner itself needs in its own
 //! namespace (the results ConfigMap) is a namespaced Role.
 
+use crate::cli::E2eRunArgs;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -49,8 +50,34 @@ fn writing_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// The rules check `check` needs (beyond [`base_rules`]).
-pub fn rules_for(check: &str) -> Vec<PolicyRule> {
+/// Rights of a check that runs the upstream e2e suite: it creates a namespace with a
+/// ServiceAccount, a ClusterRole granting every right and its binding, and a Job, then
+/// follows the pod and reads the results ConfigMap. Granting rights it does not hold needs
+/// `escalate` and `bind` on ClusterRoles: in effect cluster-admin, which the upstream e2e
+/// suite needs anyway.
+fn e2e_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(
+            &["rbac.authorization.k8s.io"],
+            &["clusterroles"],
+            &[
+                "get", "list", "watch", "create", "delete", "escalate", "bind",
+            ],
+        ),
+        rule(
+            &["rbac.authorization.k8s.io"],
+            &["clusterrolebindings"],
+            WRITE,
+        ),
+        rule(&[""], &["serviceaccounts"], WRITE),
+        rule(&["batch"], &["jobs"], WRITE),
+        rule(&[""], &["pods", "configmaps"], READ),
+        rule(&[""], &["pods/log"], &["get"]),
+    ]
+}
+
+/// The rules check `check` needs (beyond [`base_rules`]) with these e2e settings.
+pub fn rules_for(check: &str, e2e: &E2eRunArgs) -> Vec<PolicyRule> {
     let mut rules = match check {
         // GET /version (base rules) and public release data: nothing in the cluster.
         "version-policy" => vec![],
@@ -101,18 +128,22 @@ pub fn rules_for(check: &str) -> Vec<PolicyRule> {
         ],
         _ => vec![],
     };
-    if crate::checks::find(check).is_some_and(|c| c.writes) {
+    let def = crate::checks::find(check);
+    if def.is_some_and(|c| c.writes) {
         rules.extend(writing_rules());
+    }
+    if def.is_some_and(|c| (c.uses_e2e)(e2e)) {
+        rules.extend(e2e_rules());
     }
     rules
 }
 
 /// The ClusterRole rules of a run of `checks`: the base rules plus each check's, merged
 /// where group and resources are equal.
-pub fn cluster_rules(checks: &[&str]) -> Vec<PolicyRule> {
+pub fn cluster_rules(checks: &[&str], e2e: &E2eRunArgs) -> Vec<PolicyRule> {
     let mut out: Vec<PolicyRule> = base_rules();
     for check in checks {
-        for r in rules_for(check) {
+        for r in rules_for(check, e2e) {
             match out.iter_mut().find(|o| {
                 o.api_groups == r.api_groups
                     && o.resources == r.resources
@@ -141,10 +172,20 @@ pub fn namespace_rules() -> Vec<PolicyRule> {
 mod tests {
     use super::*;
 
+    fn e2e_args(extra: &[&str]) -> E2eRunArgs {
+        let cli = <crate::cli::Cli as clap::Parser>::parse_from(
+            ["scs-kaas-check", "run"].iter().chain(extra.iter()),
+        );
+        match cli.command {
+            crate::cli::Command::Run(run) => run.e2e,
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn every_check_has_an_entry() {
         for check in crate::checks::names() {
-            let rules = rules_for(check);
+            let rules = rules_for(check, &e2e_args(&[]));
             if check != "version-policy" {
                 assert!(!rules.is_empty(), "{check} has no rules");
             }
@@ -152,8 +193,20 @@ mod tests {
     }
 
     #[test]
+    fn upstream_e2e_runs_may_grant_rights() {
+        let grants = |check: &str, extra: &[&str]| {
+            rules_for(check, &e2e_args(extra))
+                .iter()
+                .any(|r| r.verbs.contains(&"escalate".to_string()))
+        };
+        assert!(grants("cncf-conformance", &[]));
+        assert!(!grants("network-policy", &[]));
+        assert!(grants("network-policy", &["--networking", "both"]));
+    }
+
+    #[test]
     fn rules_merge() {
-        let rules = cluster_rules(&["node-distribution", "node-anti-affinity"]);
+        let rules = cluster_rules(&["node-distribution", "node-anti-affinity"], &e2e_args(&[]));
         let nodes: Vec<_> = rules
             .iter()
             .filter(|r| r.resources.as_deref() == Some(&["nodes".to_string()][..]))

@@ -1,10 +1,11 @@
 //! JUnit XML: one `<testsuite>` per standard, one `<testcase>` per requirement
 //! (`version-policy-check/patch-recency`). FAIL is `<failure>`, ABORT `<error>`, not
 //! applicable `<skipped>`, warnings are `WARNING` lines in `<system-out>`. Validates
-//! against the Jenkins xUnit `junit-10.xsd`.
+//! against the Jenkins xUnit `junit-10.xsd`. Testcases of an upstream suite a check ran
+//! (the e2e image's `junit_01.xml`) follow in a testsuite of their own per testcase.
 
 use super::{RunReport, TestcaseResult, policy, requirement_name, sanitize};
-use crate::outcome::{Status, Verdict};
+use crate::outcome::{Status, UpstreamState, Verdict};
 use junit_report::{Report, TestCase, TestSuite};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, Writer};
@@ -38,6 +39,16 @@ pub fn render(report: &RunReport) -> String {
         if !out.is_empty() {
             suite.set_system_out(&sanitize(&out.join("\n")));
         }
+        skipped_counts.push(suite.skipped());
+        junit.add_testsuite(suite);
+    }
+    // Upstream suites a check ran follow, one testsuite each, their testcases as they came.
+    for result in report
+        .results
+        .iter()
+        .filter(|r| !r.outcome.upstream.is_empty())
+    {
+        let suite = upstream_suite(result);
         skipped_counts.push(suite.skipped());
         junit.add_testsuite(suite);
     }
@@ -101,6 +112,42 @@ fn testcases(result: &TestcaseResult, strict: bool) -> Vec<TestCase> {
             case
         })
         .collect()
+}
+
+/// The name of the testsuite holding the upstream testcases of `testcase`.
+pub fn upstream_suite_name(testcase: &str) -> String {
+    format!("{testcase}: upstream e2e (junit_01.xml)")
+}
+
+/// The upstream testcases of one result. An accepted failure stays a `<failure>` (type
+/// `ACCEPTED`, with the ok-to-fail reason) so nothing is hidden from JUnit readers.
+fn upstream_suite(result: &TestcaseResult) -> TestSuite {
+    let mut suite = TestSuite::new(&upstream_suite_name(&result.testcase.id));
+    for c in &result.outcome.upstream {
+        let name = sanitize(&c.name);
+        let time = junit_report::Duration::seconds_f64(c.time);
+        let message = sanitize(&c.message);
+        let mut case = match (c.state, &c.accepted) {
+            (UpstreamState::Passed, _) => TestCase::success(&name, time),
+            (UpstreamState::Skipped, _) => TestCase::skipped_with_cause(&name, "skipped", &message),
+            (UpstreamState::Failed, None) => TestCase::failure(&name, time, "FAIL", &message),
+            (UpstreamState::Failed, Some(reason)) => TestCase::failure(
+                &name,
+                time,
+                "ACCEPTED",
+                &sanitize(&format!(
+                    "accepted by the ok-to-fail list ({reason}): {}",
+                    c.message
+                )),
+            ),
+        };
+        case.set_classname(&sanitize(&c.classname));
+        if !c.text.is_empty() {
+            case.set_system_out(&sanitize(&c.text));
+        }
+        suite.add_testcase(case);
+    }
+    suite
 }
 
 fn properties(report: &RunReport) -> Vec<(&'static str, String)> {

@@ -74,7 +74,8 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Writes `junit.xml`, `report.yaml` and `logs/<testcase>.log` into `dir`.
+    /// Writes `junit.xml`, `report.yaml`, `logs/<testcase>.log` and the files the checks
+    /// keep (`<testcase>/<name>`, e.g. the upstream `e2e.log`) into `dir`.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir.join("logs"))?;
         std::fs::write(dir.join("junit.xml"), junit::render(self))?;
@@ -89,6 +90,13 @@ impl RunReport {
                 dir.join("logs").join(format!("{}.log", result.testcase.id)),
                 crate::console::redact(&text),
             )?;
+        }
+        for result in &self.results {
+            for (name, content) in &result.outcome.files {
+                let sub = dir.join(&result.testcase.id);
+                std::fs::create_dir_all(&sub)?;
+                std::fs::write(sub.join(name), crate::console::redact(content))?;
+            }
         }
         Ok(())
     }

@@ -7,11 +7,17 @@
 //! everything is reachable again. Probes go through the API server's pod proxy to the
 //! client's netexec `/dial` endpoint (see `probe.rs`). Recommendations: the
 //! AdminNetworkPolicy API is served, a default IngressClass exists.
+//!
+//! With `--networking e2e` the upstream e2e tests focused on `NetworkPolicy` (run by the
+//! conformance image, see `crate::e2e`) replace the probe matrix; with `both` the two run
+//! at once. Everything reports under this testcase; the upstream verdict is requirement
+//! `e2e`.
 
 pub mod probe;
 pub mod scenarios;
 
 use super::{CheckContext, CheckDef};
+use crate::cli::Networking;
 use crate::cluster::errors::human_duration;
 use crate::cluster::workload::{APP_KEY, restricted_container, restricted_pod_spec};
 use crate::cluster::{pods, run_labels, wait};
@@ -30,6 +36,8 @@ pub const CHECK: CheckDef = CheckDef {
     name: "network-policy",
     summary: "NetworkPolicy enforcement probed with real connections (scs-0219)",
     writes: true,
+    exclusive: false,
+    uses_e2e: |e2e| e2e.networking != Networking::Native,
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -41,15 +49,32 @@ const APP: &str = "netpol-probe";
 const ANNOTATION_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 const POLICY_GROUP: &str = "policy.networking.k8s.io";
 
+/// The recommendations, then the native probe matrix, the upstream e2e tests focused on
+/// NetworkPolicy, or both at once (`--networking`), all in one outcome.
 async fn run(ctx: &CheckContext) -> CheckOutcome {
+    let networking = ctx.options.e2e.networking;
     let mut outcome = CheckOutcome::default();
     let (anp, ingress) = futures::join!(admin_network_policy(ctx), default_ingress_class(ctx));
     outcome.push(anp);
     outcome.push(ingress);
-    match probe_matrix(ctx, &mut outcome).await {
-        Ok(()) => {}
-        Err(abort) => outcome.push(abort),
-    }
+    let native = async {
+        let mut native = CheckOutcome::default();
+        if networking != Networking::E2e
+            && let Err(abort) = probe_matrix(ctx, &mut native).await
+        {
+            native.push(abort);
+        }
+        native
+    };
+    let upstream = async {
+        match networking {
+            Networking::Native => CheckOutcome::default(),
+            _ => crate::e2e::execute(ctx, crate::e2e::NETWORK_POLICY_FOCUS, "netpol-e2e").await,
+        }
+    };
+    let (native, upstream) = futures::join!(native, upstream);
+    outcome.absorb(native);
+    outcome.absorb(upstream);
     outcome
 }
 

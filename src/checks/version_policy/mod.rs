@@ -18,6 +18,8 @@ pub const CHECK: CheckDef = CheckDef {
     name: "version-policy",
     summary: "Kubernetes version policy (scs-0210-v2)",
     writes: false,
+    exclusive: false,
+    uses_e2e: super::no_e2e,
     run: |ctx| Box::pin(run(ctx)),
 };
 
