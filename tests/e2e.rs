@@ -102,7 +102,7 @@ fn all_specs_pass() {
     let junit = out.junit();
     assert!(
         junit.find(&format!("{TC}/e2e")).unwrap()
-            < junit.find(r#"name="upstream e2e (junit_01.xml)""#).unwrap()
+            < junit.find(": upstream e2e (junit_01.xml)").unwrap()
     );
     // e2e.log (ginkgo's output, as the image tees it) and junit_01.xml are kept: what a
     // CNCF conformance submission needs.
@@ -309,4 +309,47 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
     assert_nothing_left(&sim);
+}
+
+#[test]
+fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
+    let sim = sim("hang");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = sim.kubeconfig_path();
+    let child = support::binary::command(dir.path())
+        .args([
+            "run",
+            "-k",
+            kubeconfig.to_str().expect("utf-8"),
+            "--offline",
+            "--image",
+            IMAGE,
+            "--check",
+            TC,
+        ])
+        .arg("--output-dir")
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.objects("pods").is_empty() || suite_objects(&sim, "clusterroles").is_empty() {
+        assert!(Instant::now() < deadline, "no e2e pod started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert_eq!(stdout, format!("{TC}: ABORT\n"));
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).expect("junit");
+    assert!(junit.contains("the run was interrupted"), "{junit}");
+    assert_nothing_left(&sim);
+    assert!(sim.objects("pods").is_empty(), "the e2e pod is left");
 }
