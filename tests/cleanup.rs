@@ -2,8 +2,7 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::binary::*;
 use support::{ClusterSpec, SimCluster};
 
@@ -34,47 +33,28 @@ fn leak_namespace(sim: &SimCluster, name: &str, labels: &[(&str, &str)]) {
     });
 }
 
-/// Waits (bounded) for a condition on the simulator's state.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn sigint_during_a_run_deletes_the_scratch_namespace() {
     let sim = slow_cluster();
-    let dir = tempfile::tempdir().unwrap();
     let kubeconfig = sim.kubeconfig_path();
-    let child = command(dir.path())
-        .args([
-            "run",
-            "-k",
-            kubeconfig.to_str().unwrap(),
-            "--offline",
-            "--check",
-            "node-anti-affinity-check",
-        ])
-        .arg("--output-dir")
-        .arg(dir.path().join("out"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait until the check has created its namespace and deployment.
-    eventually("the deployment", || !sim.objects("deployments").is_empty());
-    assert_eq!(suite_objects(&sim, "namespaces").len(), 1);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
-    let output = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    let args = [
+        "run",
+        "-k",
+        kubeconfig.to_str().unwrap(),
+        "--offline",
+        "--check",
+        "node-anti-affinity-check",
+    ];
+    // Interrupt once the check has created its namespace and deployment.
+    let out = interrupted(&args, "the deployment", Duration::from_secs(30), || {
+        let ready = !sim.objects("deployments").is_empty();
+        if ready {
+            assert_eq!(suite_objects(&sim, "namespaces").len(), 1);
+        }
+        ready
+    });
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 3, "{stdout}\n{stderr}");
     assert_eq!(stdout, "node-anti-affinity-check: ABORT\n");
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert!(
@@ -83,7 +63,7 @@ fn sigint_during_a_run_deletes_the_scratch_namespace() {
         suite_objects(&sim, "namespaces")
     );
     assert!(sim.objects("pods").is_empty() && sim.objects("deployments").is_empty());
-    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    let junit = out.junit();
     assert!(junit.contains("the run was interrupted"), "{junit}");
 }
 

@@ -8,7 +8,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::binary::{Output, assert_valid_junit, run_against, scs, suite_objects};
+use support::binary::{Output, assert_valid_junit, interrupted, run_against, scs, suite_objects};
 use support::{ClusterSpec, SimCluster};
 
 const IMAGE: &str = "ghcr.io/sovereigncloudstack/scs-kaas-check";
@@ -314,41 +314,24 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
 #[test]
 fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
     let sim = sim("hang");
-    let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = sim.kubeconfig_path();
-    let child = support::binary::command(dir.path())
-        .args([
-            "run",
-            "-k",
-            kubeconfig.to_str().expect("utf-8"),
-            "--offline",
-            "--image",
-            IMAGE,
-            "--check",
-            TC,
-        ])
-        .arg("--output-dir")
-        .arg(dir.path().join("out"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sim.objects("pods").is_empty() || suite_objects(&sim, "clusterroles").is_empty() {
-        assert!(Instant::now() < deadline, "no e2e pod started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
-    let output = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
-    assert_eq!(stdout, format!("{TC}: ABORT\n"));
-    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).expect("junit");
+    let args = [
+        "run",
+        "-k",
+        kubeconfig.to_str().expect("utf-8"),
+        "--offline",
+        "--image",
+        IMAGE,
+        "--check",
+        TC,
+    ];
+    let out = interrupted(&args, "the e2e pod", Duration::from_secs(60), || {
+        !sim.objects("pods").is_empty() && !suite_objects(&sim, "clusterroles").is_empty()
+    });
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 3, "{stdout}\n{stderr}");
+    assert_eq!(*stdout, format!("{TC}: ABORT\n"));
+    let junit = out.junit();
     assert!(junit.contains("the run was interrupted"), "{junit}");
     assert_nothing_left(&sim);
     assert!(sim.objects("pods").is_empty(), "the e2e pod is left");

@@ -6,9 +6,9 @@
 mod support;
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::binary::{
-    Output, assert_valid_junit, fixture, run_against, scs, scs_with, suite_objects,
+    Output, assert_valid_junit, fixture, interrupted, run_against, scs, scs_with, suite_objects,
 };
 use support::{ClusterSpec, SimCluster};
 
@@ -314,14 +314,11 @@ fn unpullable_suite_image_aborts_with_the_pods_events() {
 
 #[test]
 fn sigint_during_an_in_cluster_run_deletes_what_it_created() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     // The pod takes long to start: the run is interrupted while it waits for it.
     let sim = sim(ClusterSpec {
         pod_start_delay: Duration::from_secs(30),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let kubeconfig = sim.kubeconfig_path();
     let mut args: Vec<String> = vec![
         "run".into(),
@@ -331,29 +328,19 @@ fn sigint_during_an_in_cluster_run_deletes_what_it_created() {
         "--in-cluster".into(),
     ];
     args.extend(selection());
-    args.push("--output-dir".into());
-    args.push(dir.path().join("out").display().to_string());
-    let child = support::binary::command(dir.path())
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while suite_objects(&sim, "clusterrolebindings").is_empty() || sim.objects("jobs").is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run created nothing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(suite_objects(&sim, "clusterroles").len(), 1);
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = interrupted(&args, "the run's objects", Duration::from_secs(20), || {
+        let ready = !suite_objects(&sim, "clusterrolebindings").is_empty()
+            && !sim.objects("jobs").is_empty();
+        if ready {
+            assert_eq!(suite_objects(&sim, "clusterroles").len(), 1);
+        }
+        ready
+    });
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 3, "{stderr}");
     assert!(stderr.contains("SIGINT received"), "{stderr}");
-    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    let junit = out.junit();
     assert!(junit.contains("the run was interrupted"), "{junit}");
     assert_nothing_left(&sim);
 }

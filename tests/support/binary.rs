@@ -141,6 +141,51 @@ pub fn scs(args: &[&str]) -> Output {
 }
 
 pub fn scs_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+    prepared(args, |mut cmd| {
+        adjust(&mut cmd);
+        cmd.output().expect("binary runs")
+    })
+}
+
+/// Runs the binary with `args` like [`scs`], waits (at most `within`) until `ready` holds,
+/// then sends it SIGINT and returns what it did.
+pub fn interrupted(
+    args: &[&str],
+    what: &str,
+    within: std::time::Duration,
+    ready: impl FnMut() -> bool,
+) -> Output {
+    prepared(args, |mut cmd| {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        eventually(what, within, ready);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("signal");
+        child.wait_with_output().expect("wait")
+    })
+}
+
+/// Waits (at most `within`) for a condition on the simulator's state.
+pub fn eventually(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The binary with `args` in a fresh home (and `--output-dir` for `run`/`e2e`), executed by
+/// `execute`.
+fn prepared(args: &[&str], execute: impl FnOnce(Command) -> std::process::Output) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
@@ -150,8 +195,7 @@ pub fn scs_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
     if matches!(args.first(), Some(&"run" | &"e2e")) {
         cmd.arg("--output-dir").arg(&out_dir);
     }
-    adjust(&mut cmd);
-    let output = cmd.output().expect("binary runs");
+    let output = execute(cmd);
     Output {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
