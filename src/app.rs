@@ -1,24 +1,28 @@
-//! The subcommands other than `run` (see `runner`).
+//! Dispatch of the parsed command line, and the small subcommands `list` and `delete`
+//! (`run` and `gen` are in `runner`, the in-cluster commands in `incluster`).
 
 use crate::catalogue::Catalogue;
+use crate::checks::upstream_e2e::collect;
 use crate::cli::{Cli, Command, DeleteArgs, ListArgs, ListFormat};
 use crate::cluster::Cluster;
 use crate::cluster::config;
 use crate::cluster::preflight;
 use crate::console;
-use crate::runner::{self, EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use crate::runner;
 
+/// Runs the parsed command; returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Run(args) => runner::run(*args),
+        Command::Run(args) => runner::run(args.into_config()),
         Command::List(args) => list(&args),
-        Command::Delete(args) => delete(&args),
-        Command::Gen(args) => runner::gen_manifests(*args),
-        Command::Status(args) => crate::incluster::status(&args),
-        Command::Retrieve(args) => crate::incluster::retrieve(&args),
-        Command::E2e(args) => crate::e2e::run(*args),
-        Command::E2eCollect(args) => crate::e2e::collect(&args),
+        Command::Delete(args) => delete(args),
+        Command::Gen(args) => runner::gen_manifests(args.into_config()),
+        Command::Status(args) => crate::incluster::status(&args.cluster.into_options()),
+        Command::Retrieve(args) => crate::incluster::retrieve(&args.into_options()),
+        Command::E2e(args) => runner::run(args.into_config()),
+        Command::E2eCollect(args) => collect::collect(&args.into_options()),
     }
 }
 
@@ -77,7 +81,9 @@ fn list(args: &ListArgs) -> u8 {
     EXIT_OK
 }
 
-fn delete(args: &DeleteArgs) -> u8 {
+fn delete(args: DeleteArgs) -> u8 {
+    let run_id = args.run_id;
+    let options = args.cluster.into_options();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -86,7 +92,7 @@ fn delete(args: &DeleteArgs) -> u8 {
         }
     };
     runtime.block_on(async {
-        let subjects = match config::resolve(&args.cluster).await {
+        let subjects = match config::resolve(&options).await {
             Ok(s) => s,
             Err(e) => {
                 console::error(&e.to_string());
@@ -98,7 +104,7 @@ fn delete(args: &DeleteArgs) -> u8 {
         }
         let mut code = EXIT_OK;
         for subject in subjects {
-            let timeout = args.cluster.request_timeout;
+            let timeout = options.request_timeout;
             let connection = match preflight::connect(subject, timeout) {
                 Ok(c) => c,
                 Err(reason) => {
@@ -113,16 +119,14 @@ fn delete(args: &DeleteArgs) -> u8 {
             }
             let name = connection.name;
             let cluster = Cluster::new(connection.client, String::new(), timeout, false);
-            let swept = match cluster.sweep(args.run_id.as_deref(), true).await {
-                Ok(mut lines) => {
-                    cluster
-                        .sweep_rbac(args.run_id.as_deref(), true)
-                        .await
-                        .map(|more| {
-                            lines.extend(more);
-                            lines
-                        })
-                }
+            let swept = match cluster.sweep(run_id.as_deref(), true).await {
+                Ok(mut lines) => cluster
+                    .sweep_rbac(run_id.as_deref(), true)
+                    .await
+                    .map(|more| {
+                        lines.extend(more);
+                        lines
+                    }),
                 Err(e) => Err(e),
             };
             match swept {

@@ -1,9 +1,14 @@
 //! scs-kaas-check: conformance checks for the Sovereign Cloud Stack KaaS standards.
 //!
-//! Layout: `cli` (the command-line contract), `catalogue` (certificate scopes), `checks`
-//! (one module per standard, producing `outcome`s), `cluster` (client, scratch
-//! namespaces, cleanup, waits), `report` (JUnit, YAML), `runner` (orchestration of `run`),
-//! `app` (the other subcommands), `console` (stdout/stderr, redaction).
+//! Layers, top to bottom (a module imports only from layers below it):
+//! - `cli` (the command-line contract, the only module that knows clap) and `app`
+//!   (dispatch, `list`, `delete`);
+//! - `runner` (orchestration of `run`) and `incluster` (runs inside the cluster, `gen`,
+//!   `status`, `retrieve`), both reading the plain `settings`;
+//! - `checks` (one module per standard, producing `outcome`s) and `report` (JUnit, YAML);
+//! - `catalogue` (certificate scopes, data), `outcome` (results, verdicts, exit codes);
+//! - `cluster` (connection, scratch namespaces, cleanup, waits, object builders),
+//!   `console` (stdout/stderr, redaction) and `signals`.
 
 pub mod app;
 pub mod catalogue;
@@ -11,8 +16,9 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod console;
-pub mod e2e;
 pub mod incluster;
 pub mod outcome;
 pub mod report;
 pub mod runner;
+pub mod settings;
+pub mod signals;

@@ -159,6 +159,27 @@ impl Verdict {
     }
 }
 
+/// Exit code: every selected testcase passed or was not applicable.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: at least one testcase FAILed.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit code: usage or configuration error before any check ran.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no FAIL, but at least one testcase ABORTed.
+pub const EXIT_ABORT: u8 = 3;
+
+/// The exit code of a run with these verdicts: FAIL wins over ABORT, ABORT over PASS.
+pub fn exit_code(verdicts: impl IntoIterator<Item = Verdict>) -> u8 {
+    let verdicts: Vec<Verdict> = verdicts.into_iter().collect();
+    if verdicts.contains(&Verdict::Fail) {
+        EXIT_FAIL
+    } else if verdicts.contains(&Verdict::Abort) {
+        EXIT_ABORT
+    } else {
+        EXIT_OK
+    }
+}
+
 /// How strictly broken recommendations count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {

@@ -1,27 +1,23 @@
-//! Orchestration of `run`: catalogue selection, kubeconfig, preflight, the concurrent
-//! libtest-mimic trials (one per testcase), per-check deadlines, cleanup on every path
-//! (including SIGINT/SIGTERM), reports and the exit code.
+//! Orchestration of `run`: catalogue selection (and the check each testcase names),
+//! kubeconfig, preflight, the concurrent libtest-mimic trials (one per testcase),
+//! per-check deadlines, cleanup on every path (including SIGINT/SIGTERM), reports and the
+//! exit code. `--in-cluster` hands over to `incluster`.
 
 use crate::catalogue::{Catalogue, Testcase};
-use crate::checks::{self, CheckContext, CheckLog, DataFiles, RunOptions, Subject};
-use crate::cli::RunArgs;
+use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
+use crate::checks::{self, CheckContext, CheckLog, DataFiles, Options, Subject};
 use crate::cluster::config;
 use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
 use crate::cluster::{self, Cluster};
 use crate::console;
-use crate::e2e::upstream::OkToFail;
-use crate::outcome::{CheckOutcome, Verdict};
+use crate::outcome::{CheckOutcome, EXIT_ABORT, EXIT_OK, EXIT_USAGE, Verdict, exit_code};
 use crate::report::{RunMeta, RunReport, TestcaseResult};
+use crate::settings::RunConfig;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
-
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAIL: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_ABORT: u8 = 3;
 
 /// Everything a run has settled before it touches a cluster.
 struct Plan {
@@ -34,12 +30,9 @@ struct Plan {
 }
 
 /// The ok-to-fail list of upstream e2e failures: `--ok-to-fail` or the built-in one.
-fn ok_to_fail(args: &RunArgs) -> Result<OkToFail, String> {
+fn ok_to_fail(args: &RunConfig) -> Result<OkToFail, String> {
     match &args.e2e.ok_to_fail {
-        None => OkToFail::parse(
-            crate::e2e::upstream::BUILTIN_OK_TO_FAIL,
-            "standards/e2e-ok-to-fail.yaml",
-        ),
+        None => OkToFail::parse(BUILTIN_OK_TO_FAIL, "standards/e2e-ok-to-fail.yaml"),
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read --ok-to-fail {}: {e}", path.display()))
             .and_then(|t| OkToFail::parse(&t, &path.display().to_string())),
@@ -47,12 +40,13 @@ fn ok_to_fail(args: &RunArgs) -> Result<OkToFail, String> {
 }
 
 /// The testcases `args` select, with the catalogue's name and the scope version.
-fn selection(args: &RunArgs) -> Result<(String, String, Vec<Testcase>), String> {
+fn selection(args: &RunConfig) -> Result<(String, String, Vec<Testcase>), String> {
     if let Some((selected, source)) = &args.selected {
         return Ok((source.clone(), String::new(), selected.clone()));
     }
     let catalogue =
         Catalogue::load(args.catalogue.catalogue.as_deref()).map_err(|e| e.to_string())?;
+    known_checks(&catalogue)?;
     let scope = catalogue.version(args.catalogue.scope_version.as_deref())?;
     match scope.select(&args.check, &args.skip)? {
         s if s.is_empty() => Err("no testcase selected".into()),
@@ -60,8 +54,31 @@ fn selection(args: &RunArgs) -> Result<(String, String, Vec<Testcase>), String> 
     }
 }
 
-/// `gen`: the objects `run --in-cluster` would create with these flags, as YAML on stdout.
-pub fn gen_manifests(mut args: RunArgs) -> u8 {
+/// Every testcase of every scope version names a check this binary has; the error names
+/// the first that does not.
+fn known_checks(catalogue: &Catalogue) -> Result<(), String> {
+    for version in &catalogue.versions {
+        for tc in version.testcases() {
+            if checks::find(&tc.check).is_none() {
+                return Err(format!(
+                    "catalogue {}: testcase {} (scope version {}, standard {}) names an \
+                     unknown check {:?} (known checks: {})",
+                    catalogue.source,
+                    tc.id,
+                    version.version,
+                    tc.standard,
+                    tc.check,
+                    checks::names().join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `gen`: the objects `run --in-cluster` would create with these settings, as YAML on
+/// stdout. Returns the exit code.
+pub fn gen_manifests(mut args: RunConfig) -> u8 {
     args.apply_image_registry();
     let (_, _, selected) = match selection(&args) {
         Ok(s) => s,
@@ -84,7 +101,9 @@ pub fn gen_manifests(mut args: RunArgs) -> u8 {
     }
 }
 
-pub fn run(mut args: RunArgs) -> u8 {
+/// `run`: the selected testcases against the cluster (or, with `--in-cluster`, inside it).
+/// Prints the verdict lines, writes the reports and returns the exit code.
+pub fn run(mut args: RunConfig) -> u8 {
     args.apply_image_registry();
     let started = jiff::Timestamp::now();
     let (catalogue_name, scope_version, selected) = match selection(&args) {
@@ -196,7 +215,7 @@ impl Plan {
     }
 }
 
-async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
+async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
     let subjects = match config::resolve(&args.cluster).await {
         Ok(s) => s,
         Err(e) => return plan.abort_all(EXIT_USAGE, &e.to_string()),
@@ -280,7 +299,7 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
         Ok(h) => h,
         Err(e) => return plan.abort_all(EXIT_ABORT, &format!("cannot set up HTTPS: {e}")),
     };
-    let options = Arc::new(RunOptions {
+    let options = Arc::new(Options {
         reference_date: plan.meta.reference_date,
         data: DataFiles {
             offline: args.offline,
@@ -302,7 +321,7 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
     };
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let signals = tokio::spawn(watch_signals(cancel_tx, plan.meta.run_id.clone()));
+    let signals = tokio::spawn(crate::signals::watch(cancel_tx, plan.meta.run_id.clone()));
 
     let shared = Arc::new(Shared {
         handle: tokio::runtime::Handle::current(),
@@ -374,7 +393,7 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
         results,
     };
     write_report(&report, &plan.output_dir, plan.sonobuoy_dir.as_deref());
-    let code = exit_code(&report);
+    let code = exit_code(report.results.iter().map(|r| r.verdict));
     if let Some(name) = &args.in_cluster.results_configmap {
         let verdicts: String = report
             .results
@@ -404,17 +423,6 @@ async fn run_checks(mut plan: Plan, args: RunArgs) -> u8 {
     code
 }
 
-fn exit_code(report: &RunReport) -> u8 {
-    let verdicts: Vec<Verdict> = report.results.iter().map(|r| r.verdict).collect();
-    if verdicts.contains(&Verdict::Fail) {
-        EXIT_FAIL
-    } else if verdicts.contains(&Verdict::Abort) {
-        EXIT_ABORT
-    } else {
-        EXIT_OK
-    }
-}
-
 fn write_report(report: &RunReport, dir: &std::path::Path, sonobuoy: Option<&std::path::Path>) {
     if let Err(e) = report.write(dir) {
         console::error(&format!(
@@ -434,43 +442,12 @@ fn write_report(report: &RunReport, dir: &std::path::Path, sonobuoy: Option<&std
     }
 }
 
-/// First SIGINT/SIGTERM: stop the checks and clean up. Second: exit at once.
-pub(crate) async fn watch_signals(cancel: watch::Sender<bool>, run_id: String) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        console::warn(
-            "cannot install signal handlers; an interrupted run may leave objects behind",
-        );
-        return;
-    };
-    let name = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    };
-    console::warn(&format!(
-        "{name} received: stopping the checks and deleting what this run created \
-         (interrupt again to exit at once)"
-    ));
-    let _ = cancel.send(true);
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    console::error(&format!(
-        "interrupted again: exiting without cleanup; run `scs-kaas-check delete --run-id {run_id}`"
-    ));
-    std::process::exit(130);
-}
-
 /// State the trial threads share.
 struct Shared {
     handle: tokio::runtime::Handle,
     subject: Subject,
     offering: Vec<Result<preflight::ServerInfo, String>>,
-    options: Arc<RunOptions>,
+    options: Arc<Options>,
     write_access: WriteAccess,
     timeout: std::time::Duration,
     strict: bool,

@@ -1,15 +1,19 @@
 //! The checks, one module per standard. A check reads (and where it must, creates) cluster
-//! state and returns a [`CheckOutcome`]; it knows nothing of report formats.
+//! state and returns a [`CheckOutcome`]; it knows nothing of report formats nor of the
+//! command line: its settings are the plain types here and in its module.
+//!
+//! This file holds the registry ([`CHECKS`]), what a check gets to work with
+//! ([`CheckContext`], [`Options`], [`Workload`]) and the check log.
 
 pub mod default_storage_class;
 pub mod load_balancer;
 pub mod network_policy;
 pub mod node_anti_affinity;
 pub mod node_distribution;
+pub mod upstream_e2e;
 pub mod version_policy;
 
 use crate::catalogue::Testcase;
-use crate::cli::{E2eRunArgs, WorkloadArgs};
 use crate::cluster::Cluster;
 use crate::cluster::preflight::ServerInfo;
 use crate::console;
@@ -28,6 +32,54 @@ pub const DEFAULT_SHELL_IMAGE: &str = "docker.io/library/busybox:1.37.0";
 /// Default image of network probe pods (the Kubernetes e2e test image with `netexec`).
 pub const DEFAULT_AGNHOST_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
+/// Settings of the workloads that writing checks start (durations are wall-clock limits).
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Image of placeholder pods (they only start and keep running).
+    pub workload_image: String,
+    /// How long pods may take to be scheduled and start.
+    pub pod_start_timeout: Duration,
+    /// Extra node label naming a node's physical host.
+    pub host_label: Option<String>,
+    /// Image with a POSIX shell for the pods that write and read a volume.
+    pub storage_image: String,
+    /// How long a PersistentVolumeClaim may take to bind.
+    pub pvc_bind_timeout: Duration,
+    /// How long a NetworkPolicy change may take to be in force.
+    pub policy_timeout: Duration,
+    /// The Kubernetes e2e test image agnhost (netexec, curl).
+    pub agnhost_image: String,
+    /// Image of the PROXY protocol backend (an unprivileged nginx on 8080).
+    pub proxy_protocol_image: String,
+    /// How long a LoadBalancer Service may take to get an address, and again to answer.
+    pub lb_timeout: Duration,
+    /// Where the load balancer probes are sent from.
+    pub lb_probe_from: load_balancer::ProbeFrom,
+    /// This machine's address as the load balancer sees it (behind NAT).
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Annotations for extra runs of `lb-ip-preservation-check` with a PROXY backend.
+    pub lb_annotations: Vec<(String, String)>,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            workload_image: DEFAULT_PAUSE_IMAGE.into(),
+            pod_start_timeout: Duration::from_secs(180),
+            host_label: None,
+            storage_image: DEFAULT_SHELL_IMAGE.into(),
+            pvc_bind_timeout: Duration::from_secs(300),
+            policy_timeout: Duration::from_secs(60),
+            agnhost_image: DEFAULT_AGNHOST_IMAGE.into(),
+            proxy_protocol_image: load_balancer::DEFAULT_PROXY_PROTOCOL_IMAGE.into(),
+            lb_timeout: Duration::from_secs(300),
+            lb_probe_from: load_balancer::ProbeFrom::Suite,
+            client_ip: None,
+            lb_annotations: Vec::new(),
+        }
+    }
+}
+
 pub type RunFn = for<'a> fn(&'a CheckContext) -> BoxFuture<'a, CheckOutcome>;
 
 /// A check the catalogue can name.
@@ -40,18 +92,18 @@ pub struct CheckDef {
     /// Whether it must run alone: it starts only after the checks before it have finished,
     /// and the others wait for it.
     pub exclusive: bool,
-    /// Whether, with these options, it runs the upstream e2e suite (its deadline is then
+    /// Whether, with these settings, it runs the upstream e2e suite (its deadline is then
     /// `--e2e-timeout`, and it needs the rights to grant the e2e pod every right).
-    pub uses_e2e: fn(&E2eRunArgs) -> bool,
+    pub uses_e2e: fn(&upstream_e2e::Settings) -> bool,
     pub run: RunFn,
 }
 
 impl CheckDef {
     /// How long the check may take: `--timeout`, or for an upstream e2e run
     /// `--e2e-timeout` plus time to set up and clean up.
-    pub fn deadline(&self, options: &RunOptions, timeout: Duration) -> Duration {
+    pub fn deadline(&self, options: &Options, timeout: Duration) -> Duration {
         if (self.uses_e2e)(&options.e2e) {
-            timeout.max(options.e2e.e2e_timeout + crate::e2e::SETUP_GRACE)
+            timeout.max(options.e2e.e2e_timeout + upstream_e2e::SETUP_GRACE)
         } else {
             timeout
         }
@@ -59,7 +111,7 @@ impl CheckDef {
 }
 
 /// `uses_e2e` of the checks that never run the upstream suite.
-pub fn no_e2e(_: &E2eRunArgs) -> bool {
+pub fn no_e2e(_: &upstream_e2e::Settings) -> bool {
     false
 }
 
@@ -71,8 +123,8 @@ pub static CHECKS: &[CheckDef] = &[
     network_policy::CHECK,
     load_balancer::SERVICE_CHECK,
     load_balancer::IP_PRESERVATION_CHECK,
-    crate::e2e::CONFORMANCE_CHECK,
-    crate::e2e::UPSTREAM_CHECK,
+    upstream_e2e::CONFORMANCE_CHECK,
+    upstream_e2e::UPSTREAM_CHECK,
 ];
 
 pub fn find(name: &str) -> Option<&'static CheckDef> {
@@ -93,14 +145,14 @@ pub struct DataFiles {
 }
 
 /// Options of the whole run that checks read.
-pub struct RunOptions {
+pub struct Options {
     pub reference_date: jiff::civil::Date,
     pub data: DataFiles,
     pub offering: bool,
-    pub workload: WorkloadArgs,
+    pub workload: Workload,
     /// The upstream e2e runs.
-    pub e2e: E2eRunArgs,
-    pub ok_to_fail: crate::e2e::upstream::OkToFail,
+    pub e2e: upstream_e2e::Settings,
+    pub ok_to_fail: upstream_e2e::upstream::OkToFail,
     /// This suite's image (the e2e results sidecar).
     pub suite_image: String,
     /// `--image-registry`, for images chosen at run time (the conformance image).
@@ -123,7 +175,7 @@ pub struct CheckContext {
     pub subject: Subject,
     /// Further clusters of the same offering (`--offering`), with their preflight result.
     pub offering: Vec<Result<ServerInfo, String>>,
-    pub options: Arc<RunOptions>,
+    pub options: Arc<Options>,
     pub log: CheckLog,
 }
 

@@ -1,10 +1,21 @@
 //! Kubeconfig resolution, like kubectl: `--kubeconfig`, else `KUBECONFIG` (colon-separated,
 //! merged, missing files ignored), else `~/.kube/config`, else the in-cluster service account.
 
-use crate::cli::ClusterArgs;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which cluster(s) to connect to, and how patiently.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Kubeconfig files (`--kubeconfig`); empty: `KUBECONFIG`, `~/.kube/config`, in-cluster.
+    pub kubeconfig: Vec<PathBuf>,
+    /// Contexts (`--context`); empty: the current context.
+    pub context: Vec<String>,
+    /// How long one API request may take.
+    pub request_timeout: Duration,
+}
 
 /// One cluster to check: a kubeconfig context (or the in-cluster service account).
 pub struct Subject {
@@ -30,7 +41,7 @@ struct Source {
 }
 
 /// The subjects the arguments name: one, or several for an offering run.
-pub async fn resolve(args: &ClusterArgs) -> Result<Vec<Subject>, ConfigError> {
+pub async fn resolve(args: &ConnectOptions) -> Result<Vec<Subject>, ConfigError> {
     let kubeconfigs = &args.kubeconfig;
     let contexts = &args.context;
     let pairs: Vec<(Option<&Path>, Option<&str>)> = match (kubeconfigs.len(), contexts.len()) {

@@ -1,8 +1,13 @@
-//! Everything checks use to talk to the cluster: the client, run labels, scratch
-//! namespaces, a cleanup registry, watch-based waits and restricted pod templates.
+//! The bottom layer: everything checks and orchestration use to talk to the cluster: the
+//! connection (`config`, `preflight`), the run labels, scratch namespaces and the cleanup
+//! registry (here), labelled object builders (`objects`), Jobs and pod logs (`jobs`),
+//! watch-based waits (`wait`), pod state (`pods`), restricted pod templates (`workload`)
+//! and API error descriptions (`errors`). It knows no check and no orchestration.
 
 pub mod config;
 pub mod errors;
+pub mod jobs;
+pub mod objects;
 pub mod pods;
 pub mod preflight;
 pub mod wait;
@@ -21,6 +26,9 @@ pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "scs-kaas-check";
 pub const RUN_ID_KEY: &str = "scs-kaas-check/run-id";
 pub const CHECK_KEY: &str = "scs-kaas-check/check";
+/// The value of [`CHECK_KEY`] on the objects of the in-cluster runner (its namespace, Job,
+/// ServiceAccount and RBAC), which a run inside the cluster must not delete under itself.
+pub const RUNNER_CHECK: &str = "in-cluster";
 
 /// How long cleanup waits for a deleted namespace to disappear before moving on.
 const NAMESPACE_GONE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -275,7 +283,7 @@ impl Cluster {
         let mut selector = run_selector(run_id);
         if !with_runner {
             // The in-cluster runner's own rights stay until its outer process ends.
-            selector.push_str(&format!(",{CHECK_KEY}!={}", crate::incluster::RUNNER));
+            selector.push_str(&format!(",{CHECK_KEY}!={RUNNER_CHECK}"));
         }
         let params = ListParams::default().labels(&selector);
         let bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
@@ -403,7 +411,7 @@ impl Cluster {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let mut selector = run_selector(run_id);
         if !with_runner {
-            selector.push_str(&format!(",{CHECK_KEY}!={}", crate::incluster::RUNNER));
+            selector.push_str(&format!(",{CHECK_KEY}!={RUNNER_CHECK}"));
         }
         let list = self
             .call(

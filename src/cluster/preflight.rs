@@ -1,7 +1,7 @@
 //! Before any check: is the API reachable, are we authenticated, what version is it, and
 //! may we create namespaces?
 
-use super::config::{Subject, one_line};
+use super::config::{ConnectOptions, Subject, one_line};
 use super::errors::{ApiError, call};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -115,4 +115,43 @@ pub async fn write_access(client: &Client, timeout: Duration) -> WriteAccess {
             "cannot tell whether namespaces may be created: {e}"
         )),
     }
+}
+
+/// Why [`connect_one`] could not connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The kubeconfig or the options are unusable (a usage error).
+    Config(String),
+    /// The API server did not answer `/version` (unreachable, TLS, 401, 5xx).
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Config(m) | ConnectError::Unreachable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Connects to the one cluster `options` name and reads its version. Registers the
+/// subject's credentials with the redactor first. Several clusters are a usage error.
+pub async fn connect_one(options: &ConnectOptions) -> Result<(Client, ServerInfo), ConnectError> {
+    let subjects = super::config::resolve(options)
+        .await
+        .map_err(|e| ConnectError::Config(e.to_string()))?;
+    for subject in &subjects {
+        crate::console::register_secrets(subject.secrets.iter().cloned());
+    }
+    let mut subjects = subjects.into_iter();
+    let (Some(subject), None) = (subjects.next(), subjects.next()) else {
+        return Err(ConnectError::Config("give exactly one cluster".into()));
+    };
+    let timeout = options.request_timeout;
+    let connection = connect(subject, timeout).map_err(ConnectError::Config)?;
+    let info = connection
+        .server_info(timeout)
+        .await
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    Ok((connection.client, info))
 }

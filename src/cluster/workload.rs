@@ -10,6 +10,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
+/// This suite's own image (the in-cluster runner, the e2e results sidecar).
+pub const DEFAULT_SUITE_IMAGE: &str = concat!(
+    "ghcr.io/sovereigncloudstack/scs-kaas-check:v",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// `reference` with its registry replaced by `prefix` (`--image-registry`):
+/// `registry.k8s.io/pause:3.10` -> `<prefix>/pause:3.10`, `docker.io/library/busybox:1` ->
+/// `<prefix>/library/busybox:1`, `busybox` -> `<prefix>/library/busybox`.
+pub fn with_registry(reference: &str, prefix: &str) -> String {
+    let rest = match reference.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest.to_string()
+        }
+        Some(_) => reference.to_string(),
+        None => format!("library/{reference}"),
+    };
+    format!("{}/{rest}", prefix.trim_end_matches('/'))
+}
+
 /// The unprivileged user the suite's containers run as.
 pub const RUN_AS_USER: i64 = 65534;
 

@@ -1,18 +1,19 @@
 //! The objects of an in-cluster run. `run --in-cluster` creates exactly these and `gen`
 //! prints exactly these: one set of builders.
 
-use super::{RESULTS_CONFIGMAP, RUNNER, rbac};
+use super::{RESULTS_CONFIGMAP, rbac};
 use crate::catalogue::Testcase;
-use crate::cli::{ProbeFrom, RunArgs};
-use crate::cluster::{namespace_object, run_labels, workload};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use crate::cluster::objects::{
+    cluster_role_binding, labelled, run_once_job, service_account_subject,
+};
+use crate::cluster::{RUNNER_CHECK, namespace_object, workload};
+use crate::settings::RunConfig;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, EmptyDirVolumeSource, Namespace, PodTemplateSpec,
-    ServiceAccount, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, EmptyDirVolumeSource, Namespace, ServiceAccount, Volume,
+    VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef};
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,70 +78,7 @@ impl Objects {
 }
 
 fn meta(name: &str, namespace: Option<&str>, run_id: &str) -> ObjectMeta {
-    labelled(name, namespace, run_id, RUNNER)
-}
-
-/// Metadata of an object of run `run_id`, created on behalf of `check`.
-pub fn labelled(name: &str, namespace: Option<&str>, run_id: &str, check: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: namespace.map(str::to_string),
-        labels: Some(run_labels(run_id, check)),
-        ..Default::default()
-    }
-}
-
-/// Binds the ClusterRole `name` to a ServiceAccount; the binding is named like the role.
-pub fn cluster_role_binding(
-    name: &str,
-    run_id: &str,
-    check: &str,
-    subject: Subject,
-) -> ClusterRoleBinding {
-    ClusterRoleBinding {
-        metadata: labelled(name, None, run_id, check),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: name.into(),
-        },
-        subjects: Some(vec![subject]),
-    }
-}
-
-/// The ServiceAccount `name` in `namespace` as a binding subject.
-pub fn service_account_subject(name: &str, namespace: &str) -> Subject {
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: name.into(),
-        namespace: Some(namespace.into()),
-        ..Default::default()
-    }
-}
-
-/// A Job that runs `pod` once (no retries); it and its pod carry the run labels.
-pub fn run_once_job(
-    name: &str,
-    namespace: &str,
-    run_id: &str,
-    check: &str,
-    pod: k8s_openapi::api::core::v1::PodSpec,
-) -> Job {
-    Job {
-        metadata: labelled(name, Some(namespace), run_id, check),
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(run_labels(run_id, check)),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    labelled(name, namespace, run_id, RUNNER_CHECK)
 }
 
 fn duration_arg(d: Duration) -> String {
@@ -148,7 +86,7 @@ fn duration_arg(d: Duration) -> String {
 }
 
 /// The data files the run reads, as `(ConfigMap key, local path, flag)`.
-fn data_files(args: &RunArgs) -> Vec<(&'static str, &std::path::Path, &'static str)> {
+fn data_files(args: &RunConfig) -> Vec<(&'static str, &std::path::Path, &'static str)> {
     [
         ("eol.yaml", args.eol_data.as_deref(), "--eol-data"),
         (
@@ -169,7 +107,7 @@ fn data_files(args: &RunArgs) -> Vec<(&'static str, &std::path::Path, &'static s
 }
 
 /// The arguments of the in-cluster `run`: the same selection and settings as `args`.
-pub fn container_args(args: &RunArgs, run_id: &str) -> Vec<String> {
+pub fn container_args(args: &RunConfig, run_id: &str) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "run".into(),
         "--run-id".into(),
@@ -217,13 +155,7 @@ pub fn container_args(args: &RunArgs, run_id: &str) -> Vec<String> {
     flag("--agnhost-image", w.agnhost_image.clone());
     flag("--proxy-protocol-image", w.proxy_protocol_image.clone());
     flag("--lb-timeout", duration_arg(w.lb_timeout));
-    flag(
-        "--lb-probe-from",
-        match w.lb_probe_from {
-            ProbeFrom::Suite => "suite".into(),
-            ProbeFrom::Cluster => "cluster".into(),
-        },
-    );
+    flag("--lb-probe-from", w.lb_probe_from.as_str().into());
     if let Some(ip) = w.client_ip {
         flag("--client-ip", ip.to_string());
     }
@@ -231,10 +163,7 @@ pub fn container_args(args: &RunArgs, run_id: &str) -> Vec<String> {
         flag("--lb-annotation", format!("{k}={v}"));
     }
     let e = &args.e2e;
-    flag(
-        "--networking",
-        format!("{:?}", e.networking).to_ascii_lowercase(),
-    );
+    flag("--networking", e.networking.as_str().into());
     if let Some(image) = &e.conformance_image {
         flag("--conformance-image", image.clone());
     }
@@ -268,8 +197,8 @@ pub fn container_args(args: &RunArgs, run_id: &str) -> Vec<String> {
 
 /// Builds the objects of in-cluster run `run_id` of `selected` with `args`. Reads the data
 /// files given (they go into a ConfigMap); `Err` names the one it cannot read.
-pub fn build(args: &RunArgs, run_id: &str, selected: &[Testcase]) -> Result<Objects, String> {
-    let namespace = namespace_object(run_id, RUNNER, RUNNER_PURPOSE);
+pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Objects, String> {
+    let namespace = namespace_object(run_id, RUNNER_CHECK, RUNNER_PURPOSE);
     let ns = namespace.metadata.name.clone().unwrap_or_default();
     let cluster_name = format!("scs-kaas-check-{run_id}");
     let subject = service_account_subject(SERVICE_ACCOUNT, &ns);
@@ -349,9 +278,9 @@ pub fn build(args: &RunArgs, run_id: &str, selected: &[Testcase]) -> Result<Obje
             rules: Some(rbac::cluster_rules(&checks, &args.e2e)),
             ..Default::default()
         },
-        cluster_role_binding: cluster_role_binding(&cluster_name, run_id, RUNNER, subject),
+        cluster_role_binding: cluster_role_binding(&cluster_name, run_id, RUNNER_CHECK, subject),
         data,
-        job: run_once_job(JOB, &ns, run_id, RUNNER, pod),
+        job: run_once_job(JOB, &ns, run_id, RUNNER_CHECK, pod),
         namespace,
     })
 }

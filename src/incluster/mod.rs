@@ -15,42 +15,35 @@
 //! (`run --results-configmap`); the outer process reads it — no kubectl, no exec. A
 //! ConfigMap holds at most 1 MiB: logs are cut from the front to fit (the reports never
 //! are; they are small).
+//!
+//! This orchestration sits beside the runner: it uses the cluster helpers and the check
+//! registry (for the RBAC table), never the command line.
 
 pub mod manifests;
 pub mod rbac;
 
 use crate::catalogue::Testcase;
-use crate::cli::{RetrieveArgs, RunArgs, StatusArgs};
+use crate::cluster::config::ConnectOptions;
 use crate::cluster::errors::{ApiError, human_duration};
-use crate::cluster::preflight;
-use crate::cluster::{self, Cluster, ClusterObject, config, pods, wait};
+use crate::cluster::objects::{CONFIGMAP_BUDGET, create, cut_front, store_configmap};
+use crate::cluster::preflight::{self, ConnectError};
+use crate::cluster::{self, Cluster, ClusterObject, RUNNER_CHECK, jobs, pods, wait};
 use crate::console;
-use crate::runner::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
-use futures::{AsyncBufReadExt, StreamExt};
+use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use crate::settings::RunConfig;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, ListParams, LogParams, PostParams};
-use kube::runtime::watcher;
+use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The suite's image for `run --in-cluster` and `gen`.
-pub const DEFAULT_SUITE_IMAGE: &str = concat!(
-    "ghcr.io/sovereigncloudstack/scs-kaas-check:v",
-    env!("CARGO_PKG_VERSION")
-);
-
-/// The value of the `scs-kaas-check/check` label on the objects of the in-cluster runner.
-pub const RUNNER: &str = "in-cluster";
 /// Name of the results ConfigMap in the runner's namespace.
 pub const RESULTS_CONFIGMAP: &str = "scs-kaas-check-results";
 /// Keys of the results ConfigMap besides the reports and `<testcase>.log`.
 pub const VERDICTS_KEY: &str = "verdicts";
 pub const EXIT_CODE_KEY: &str = "exit-code";
-/// What fits into one ConfigMap with room to spare (the API server's limit is 1 MiB).
-const CONFIGMAP_BUDGET: usize = 900 * 1024;
 
 // ------------------------------------------------------------------ the in-cluster side
 
@@ -93,63 +86,6 @@ pub async fn export_results(
     }
     data.extend(logs);
     store_configmap(client, request_timeout, name, data).await
-}
-
-/// `text` cut from the front to at most about `budget` bytes, saying what was cut.
-pub(crate) fn cut_front(text: &str, budget: usize) -> String {
-    if text.len() <= budget {
-        return text.to_string();
-    }
-    let mut cut = text.len() - budget.saturating_sub(80);
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    format!(
-        "[... first {cut} bytes cut to fit the results ConfigMap ...]\n{}",
-        &text[cut..]
-    )
-}
-
-/// Creates (or replaces) ConfigMap `name` holding `data` in the client's default namespace
-/// (the service account's namespace when running in a pod). Returns a line for stderr.
-pub(crate) async fn store_configmap(
-    client: &kube::Client,
-    request_timeout: Duration,
-    name: &str,
-    data: BTreeMap<String, String>,
-) -> Result<String, ApiError> {
-    let namespace = client.default_namespace().to_string();
-    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let mut cm = ConfigMap {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_string()),
-            ..Default::default()
-        },
-        data: Some(data),
-        ..Default::default()
-    };
-    let what = format!("store the results in configmap {namespace}/{name}");
-    match cluster::errors::call(
-        &what,
-        request_timeout,
-        api.create(&PostParams::default(), &cm),
-    )
-    .await
-    {
-        Ok(_) => {}
-        Err(e) if e.message.contains("AlreadyExists") || e.message.contains("already exists") => {
-            let current = cluster::errors::call(&what, request_timeout, api.get(name)).await?;
-            cm.metadata.resource_version = current.metadata.resource_version;
-            cluster::errors::call(
-                &what,
-                request_timeout,
-                api.replace(name, &PostParams::default(), &cm),
-            )
-            .await?;
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(format!("results stored in configmap {namespace}/{name}"))
 }
 
 /// Sonobuoy plugin contract: the results file in the results directory, then `done`
@@ -246,7 +182,7 @@ pub struct Handover {
 }
 
 /// Validates what cannot work inside the cluster. `Err` is a usage error.
-pub fn check_args(args: &RunArgs) -> Result<(), String> {
+pub fn check_args(args: &RunConfig) -> Result<(), String> {
     if args.offering {
         return Err(
             "--offering cannot be combined with --in-cluster (one cluster at a time)".into(),
@@ -264,27 +200,14 @@ pub fn check_args(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to the one cluster the arguments name.
-pub(crate) async fn connect(
-    cluster_args: &crate::cli::ClusterArgs,
+/// Connects to the one cluster `options` name; `Err` carries the exit code and reason.
+async fn connect(
+    options: &ConnectOptions,
 ) -> Result<(kube::Client, preflight::ServerInfo), (u8, String)> {
-    let subjects = config::resolve(cluster_args)
-        .await
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
-    for subject in &subjects {
-        console::register_secrets(subject.secrets.iter().cloned());
-    }
-    let mut subjects = subjects.into_iter();
-    let (Some(subject), None) = (subjects.next(), subjects.next()) else {
-        return Err((EXIT_USAGE, "give exactly one cluster".into()));
-    };
-    let timeout = cluster_args.request_timeout;
-    let connection = preflight::connect(subject, timeout).map_err(|r| (EXIT_USAGE, r))?;
-    let info = connection
-        .server_info(timeout)
-        .await
-        .map_err(|e| (EXIT_ABORT, e.to_string()))?;
-    Ok((connection.client, info))
+    preflight::connect_one(options).await.map_err(|e| match e {
+        ConnectError::Config(m) => (EXIT_USAGE, m),
+        ConnectError::Unreachable(m) => (EXIT_ABORT, m),
+    })
 }
 
 /// How the in-cluster run ended, before cleanup.
@@ -296,7 +219,7 @@ enum Ended {
 
 /// `run --in-cluster`. Returns the exit code, or `Err((code, reason))` when every selected
 /// testcase must ABORT with `reason` (the caller writes the reports).
-pub async fn run(args: &RunArgs, plan: &Handover) -> Result<u8, (u8, String)> {
+pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> {
     let (client, info) = connect(&args.cluster).await?;
     console::note(&format!(
         "scs-kaas-check {} run {} in the cluster: {} ({}) at {}, image {}",
@@ -317,7 +240,7 @@ pub async fn run(args: &RunArgs, plan: &Handover) -> Result<u8, (u8, String)> {
     );
 
     let (cancel_tx, mut cancel) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(crate::runner::watch_signals(cancel_tx, plan.run_id.clone()));
+    let signals = tokio::spawn(crate::signals::watch(cancel_tx, plan.run_id.clone()));
     let ended = tokio::select! {
         ended = drive(&cluster, args, plan, &objects) => ended,
         _ = cancel.wait_for(|c| *c) => Ended::Abort("the run was interrupted".into()),
@@ -364,25 +287,9 @@ pub async fn run(args: &RunArgs, plan: &Handover) -> Result<u8, (u8, String)> {
     }
 }
 
-pub(crate) async fn create<K>(cluster: &Cluster, api: Api<K>, object: &K) -> Result<(), ApiError>
-where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let what = format!(
-        "create {} {}",
-        K::kind(&Default::default()).to_lowercase(),
-        object.meta().name.clone().unwrap_or_default()
-    );
-    cluster
-        .call(&what, api.create(&PostParams::default(), object))
-        .await
-        .map(|_| ())
-}
-
 async fn drive(
     cluster: &Cluster,
-    args: &RunArgs,
+    args: &RunConfig,
     plan: &Handover,
     objects: &manifests::Objects,
 ) -> Ended {
@@ -395,10 +302,11 @@ async fn drive(
     console::note(&format!(
         "created namespace {ns} and job {job_name}; waiting for its pod"
     ));
-    let pod = match wait_started(cluster, &ns, &job_name, args.workload.pod_start_timeout).await {
-        Ok(pod) => pod,
-        Err(reason) => return Ended::Abort(reason),
-    };
+    let pod =
+        match jobs::wait_started(cluster, &ns, &job_name, args.workload.pod_start_timeout).await {
+            Ok(pod) => pod,
+            Err(reason) => return Ended::Abort(reason),
+        };
     console::note(&format!("pod {ns}/{pod} started; following its log"));
     let rounds = plan.selected.len().div_ceil(
         args.parallel
@@ -409,11 +317,12 @@ async fn drive(
     let deadline = args.timeout * rounds.max(1) as u32 + Duration::from_secs(300);
     if tokio::time::timeout(
         deadline,
-        follow(cluster, &ns, &pod, None, |line| {
+        jobs::follow(cluster, &ns, &pod, None, |line| {
             console::note(&format!("[in-cluster] {line}"))
         }),
     )
     .await
+    .map(|broke| broke.map(|w| console::warn(&w)))
     .is_err()
     {
         return Ended::Abort(format!(
@@ -455,11 +364,11 @@ async fn drive(
 async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError> {
     let c = cluster.client.clone();
     cluster
-        .scratch_namespace(RUNNER, manifests::RUNNER_PURPOSE)
+        .scratch_namespace(RUNNER_CHECK, manifests::RUNNER_PURPOSE)
         .await?;
     let ns = o.namespace_name();
     cluster.track(
-        RUNNER,
+        RUNNER_CHECK,
         ClusterObject::ClusterRoleBinding(
             o.cluster_role_binding
                 .metadata
@@ -469,7 +378,7 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
         ),
     );
     cluster.track(
-        RUNNER,
+        RUNNER_CHECK,
         ClusterObject::ClusterRole(o.cluster_role.metadata.name.clone().unwrap_or_default()),
     );
     create(
@@ -498,115 +407,10 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
     create(cluster, Api::<Job>::namespaced(c, &ns), &o.job).await
 }
 
-/// Waking reasons that mean the container will not start without someone fixing something.
-const START_FAILURES: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
-/// Waits until the Job's pod runs (or already finished); returns its name. A pod that
-/// cannot start, or no pod at all (quota, admission), is explained with the Events.
-pub(crate) async fn wait_started(
-    cluster: &Cluster,
-    ns: &str,
-    job: &str,
-    deadline: Duration,
-) -> Result<String, String> {
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-    let config = watcher::Config::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let waited = wait::until(&api, config, deadline, |pods| {
-        pods.iter().find_map(|p| {
-            let blocked = pods::waiting(p)
-                .iter()
-                .any(|(r, _)| START_FAILURES.contains(&r.as_str()));
-            let going = matches!(pods::phase(p).as_str(), "Running" | "Succeeded" | "Failed");
-            (blocked || going).then(|| p.clone())
-        })
-    })
-    .await;
-    let (pod, why) = match waited {
-        Ok(pod)
-            if pods::waiting(&pod)
-                .iter()
-                .all(|(r, _)| !START_FAILURES.contains(&r.as_str())) =>
-        {
-            return Ok(kube::ResourceExt::name_any(&pod));
-        }
-        Ok(pod) => (Some(pod), "cannot start".to_string()),
-        Err(t) => (
-            t.last.first().cloned(),
-            format!(
-                "did not start within {} (--pod-start-timeout)",
-                human_duration(deadline)
-            ),
-        ),
-    };
-    let mut details = Vec::new();
-    let subject = match &pod {
-        Some(p) => {
-            let name = kube::ResourceExt::name_any(p);
-            details.push(pods::describe(p, &|_| String::new()));
-            details.extend(
-                wait::recent_events(&cluster.client, ns, &name, cluster.request_timeout).await,
-            );
-            format!("the pod of job {ns}/{job}")
-        }
-        None => format!("job {ns}/{job} has no pod"),
-    };
-    details.extend(
-        wait::recent_events(&cluster.client, ns, job, cluster.request_timeout)
-            .await
-            .into_iter()
-            .map(|e| format!("job: {e}")),
-    );
-    Err(format!("{subject} {why}: {}", details.join("; ")))
-}
-
-/// Hands the pod's log (of `container`, default the only one) to `on_line`, line by line,
-/// until the container ends.
-pub(crate) async fn follow(
-    cluster: &Cluster,
-    ns: &str,
-    pod: &str,
-    container: Option<&str>,
-    mut on_line: impl FnMut(&str),
-) {
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-    let params = LogParams {
-        follow: true,
-        container: container.map(str::to_string),
-        ..Default::default()
-    };
-    let stream = match api.log_stream(pod, &params).await {
-        Ok(s) => s,
-        Err(e) => {
-            console::warn(&format!(
-                "cannot follow the log of pod {ns}/{pod}: {}",
-                config::one_line(&e)
-            ));
-            return;
-        }
-    };
-    let mut lines = stream.lines();
-    while let Some(line) = lines.next().await {
-        match line {
-            Ok(line) => on_line(&line),
-            Err(e) => {
-                console::warn(&format!("the log of pod {ns}/{pod} broke off: {e}"));
-                return;
-            }
-        }
-    }
-}
-
 // ------------------------------------------------------------------ gen, status, retrieve
 
 /// `gen`: the objects of `run --in-cluster` with the same flags, as YAML documents.
-pub fn gen_yaml(args: &RunArgs, run_id: &str, selected: &[Testcase]) -> Result<String, String> {
+pub fn gen_yaml(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<String, String> {
     manifests::build(args, run_id, selected)?.to_yaml()
 }
 
@@ -629,7 +433,7 @@ struct Found {
 async fn find_runs(cluster: &Cluster) -> Result<Vec<Found>, ApiError> {
     let api: Api<Job> = Api::all(cluster.client.clone());
     let selector = format!(
-        "{},{}={RUNNER}",
+        "{},{}={RUNNER_CHECK}",
         cluster::run_selector(None),
         cluster::CHECK_KEY
     );
@@ -676,9 +480,7 @@ async fn find_runs(cluster: &Cluster) -> Result<Vec<Found>, ApiError> {
 
 /// The cluster (read-only use: `keep` is set) and the in-cluster runs found in it, or the
 /// exit code after printing why not.
-async fn connect_and_find_runs(
-    args: &crate::cli::ClusterArgs,
-) -> Result<(Cluster, Vec<Found>), u8> {
+async fn connect_and_find_runs(args: &ConnectOptions) -> Result<(Cluster, Vec<Found>), u8> {
     let cluster = match connect(args).await {
         Ok((client, _)) => Cluster::new(client, String::new(), args.request_timeout, true),
         Err((code, reason)) => {
@@ -695,14 +497,14 @@ async fn connect_and_find_runs(
     }
 }
 
-/// `status`: one line per in-cluster run on stdout.
-pub fn status(args: &StatusArgs) -> u8 {
+/// `status`: one line per in-cluster run on stdout. Returns the exit code.
+pub fn status(connect: &ConnectOptions) -> u8 {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     rt.block_on(async {
-        let (cluster, runs) = match connect_and_find_runs(&args.cluster).await {
+        let (cluster, runs) = match connect_and_find_runs(connect).await {
             Ok(found) => found,
             Err(code) => return code,
         };
@@ -736,8 +538,18 @@ pub fn status(args: &StatusArgs) -> u8 {
     })
 }
 
-/// `retrieve`: copies the results of a finished in-cluster run.
-pub fn retrieve(args: &RetrieveArgs) -> u8 {
+/// What `retrieve` fetches and where it puts it.
+#[derive(Debug, Clone)]
+pub struct RetrieveOptions {
+    pub cluster: ConnectOptions,
+    /// The run (default: the most recent finished one).
+    pub run_id: Option<String>,
+    /// Directory for the reports; `None`: `reports/<UTC timestamp>-<run id>/`.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// `retrieve`: copies the results of a finished in-cluster run. Returns its exit code.
+pub fn retrieve(args: &RetrieveOptions) -> u8 {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -8,7 +8,7 @@
 //! they are granted by the run's ClusterRole. Everything the runner itself needs in its own
 //! namespace (the results ConfigMap) is a namespaced Role.
 
-use crate::cli::E2eRunArgs;
+use crate::checks::{self, upstream_e2e};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -77,7 +77,7 @@ fn e2e_rules() -> Vec<PolicyRule> {
 }
 
 /// The rules check `check` needs (beyond [`base_rules`]) with these e2e settings.
-pub fn rules_for(check: &str, e2e: &E2eRunArgs) -> Vec<PolicyRule> {
+pub fn rules_for(check: &str, e2e: &upstream_e2e::Settings) -> Vec<PolicyRule> {
     let mut rules = match check {
         // GET /version (base rules) and public release data: nothing in the cluster.
         "version-policy" => vec![],
@@ -128,7 +128,7 @@ pub fn rules_for(check: &str, e2e: &E2eRunArgs) -> Vec<PolicyRule> {
         ],
         _ => vec![],
     };
-    let def = crate::checks::find(check);
+    let def = checks::find(check);
     if def.is_some_and(|c| c.writes) {
         rules.extend(writing_rules());
     }
@@ -140,7 +140,7 @@ pub fn rules_for(check: &str, e2e: &E2eRunArgs) -> Vec<PolicyRule> {
 
 /// The ClusterRole rules of a run of `checks`: the base rules plus each check's, merged
 /// where group and resources are equal.
-pub fn cluster_rules(checks: &[&str], e2e: &E2eRunArgs) -> Vec<PolicyRule> {
+pub fn cluster_rules(checks: &[&str], e2e: &upstream_e2e::Settings) -> Vec<PolicyRule> {
     let mut out: Vec<PolicyRule> = base_rules();
     for check in checks {
         for r in rules_for(check, e2e) {
@@ -172,19 +172,17 @@ pub fn namespace_rules() -> Vec<PolicyRule> {
 mod tests {
     use super::*;
 
-    fn e2e_args(extra: &[&str]) -> E2eRunArgs {
-        let cli = <crate::cli::Cli as clap::Parser>::parse_from(
-            ["scs-kaas-check", "run"].iter().chain(extra.iter()),
-        );
-        match cli.command {
-            crate::cli::Command::Run(run) => run.e2e,
-            _ => unreachable!(),
+    fn e2e_args(extra: &[&str]) -> upstream_e2e::Settings {
+        let mut settings = upstream_e2e::Settings::default();
+        if let ["--networking", mode] = extra {
+            settings.networking = mode.parse().unwrap();
         }
+        settings
     }
 
     #[test]
     fn every_check_has_an_entry() {
-        for check in crate::checks::names() {
+        for check in checks::names() {
             let rules = rules_for(check, &e2e_args(&[]));
             if check != "version-policy" {
                 assert!(!rules.is_empty(), "{check} has no rules");

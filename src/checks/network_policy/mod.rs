@@ -9,15 +9,14 @@
 //! AdminNetworkPolicy API is served, a default IngressClass exists.
 //!
 //! With `--networking e2e` the upstream e2e tests focused on `NetworkPolicy` (run by the
-//! conformance image, see `crate::e2e`) replace the probe matrix; with `both` the two run
+//! conformance image, see `super::upstream_e2e`) replace the probe matrix; with `both` the two run
 //! at once. Everything reports under this testcase; the upstream verdict is requirement
 //! `e2e`.
 
 pub mod probe;
 pub mod scenarios;
 
-use super::{CheckContext, CheckDef};
-use crate::cli::Networking;
+use super::{CheckContext, CheckDef, upstream_e2e};
 use crate::cluster::errors::human_duration;
 use crate::cluster::workload::{APP_KEY, restricted_container, restricted_pod_spec};
 use crate::cluster::{pods, run_labels, wait};
@@ -40,6 +39,47 @@ pub const CHECK: CheckDef = CheckDef {
     uses_e2e: |e2e| e2e.networking != Networking::Native,
     run: |ctx| Box::pin(run(ctx)),
 };
+
+/// How kaas-networking-check tests NetworkPolicy enforcement (`--networking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Networking {
+    /// This suite's probe matrix.
+    Native,
+    /// The upstream e2e tests focused on NetworkPolicy.
+    E2e,
+    /// Both, reported together.
+    Both,
+}
+
+impl Networking {
+    /// The names `--networking` accepts, in the order of the variants.
+    pub const NAMES: [&'static str; 3] = ["native", "e2e", "both"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Networking::Native => "native",
+            Networking::E2e => "e2e",
+            Networking::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Networking {
+    type Err = String;
+
+    /// One of [`Networking::NAMES`].
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(Networking::Native),
+            "e2e" => Ok(Networking::E2e),
+            "both" => Ok(Networking::Both),
+            other => Err(format!(
+                "unknown networking mode {other:?} (use {})",
+                Networking::NAMES.join(", ")
+            )),
+        }
+    }
+}
 
 /// Probe rounds of one scenario start at most this often.
 const ROUND_INTERVAL: Duration = Duration::from_secs(1);
@@ -69,7 +109,7 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
     let upstream = async {
         match networking {
             Networking::Native => CheckOutcome::default(),
-            _ => crate::e2e::execute(ctx, crate::e2e::NETWORK_POLICY_FOCUS, "netpol-e2e").await,
+            _ => upstream_e2e::execute(ctx, upstream_e2e::NETWORK_POLICY_FOCUS, "netpol-e2e").await,
         }
     };
     let (native, upstream) = futures::join!(native, upstream);

@@ -29,18 +29,17 @@
 //! them in a testsuite of their own) and keeps `e2e.log` and `junit_01.xml` (the files a
 //! CNCF conformance submission needs) in `<output>/<testcase>/`.
 
+pub mod collect;
 pub mod upstream;
 
+use super::network_policy::Networking;
+use super::{CheckContext, CheckDef, Options};
 use crate::catalogue::{Level, Testcase};
-use crate::checks::{CheckContext, CheckDef, RunOptions};
-use crate::cli::{ClusterArgs, Command, E2eArgs, E2eCollectArgs, Networking};
 use crate::cluster::errors::human_duration;
-use crate::cluster::{Cluster, ClusterObject, namespace_name, pods, wait, workload};
+use crate::cluster::objects::{self, create};
+use crate::cluster::{Cluster, ClusterObject, jobs, namespace_name, pods, wait, workload};
 use crate::console;
-use crate::incluster;
-use crate::incluster::manifests;
 use crate::outcome::{CheckOutcome, Requirement};
-use crate::runner::{EXIT_ABORT, EXIT_OK};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
@@ -67,9 +66,44 @@ pub const NETWORK_POLICY_FOCUS: &str = "NetworkPolicy";
 pub const JUNIT_KEY: &str = "junit_01.xml";
 pub const LOG_KEY: &str = "e2e.log";
 pub const DONE_KEY: &str = "done";
-const CONFIGMAP_BUDGET: usize = 900 * 1024;
 /// Time the check gets beyond `--e2e-timeout` to set up and clean up.
 pub const SETUP_GRACE: Duration = Duration::from_secs(300);
+
+/// Settings of the upstream e2e runs (durations are wall-clock limits).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How kaas-networking-check tests NetworkPolicy enforcement.
+    pub networking: Networking,
+    /// The conformance image; `None`: the one matching the server version.
+    pub conformance_image: Option<String>,
+    /// Ginkgo skip regex (E2E_SKIP).
+    pub e2e_skip: Option<String>,
+    /// Ginkgo processes (N > 1 runs in parallel and skips `[Serial]`).
+    pub e2e_parallel: Option<u16>,
+    /// List the specs without running them.
+    pub e2e_dry_run: bool,
+    /// The ok-to-fail list file; `None`: the built-in list.
+    pub ok_to_fail: Option<std::path::PathBuf>,
+    /// Deadline of each upstream run.
+    pub e2e_timeout: Duration,
+    /// The `e2e` command's focus (testcase `upstream-e2e`).
+    pub focus: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            networking: Networking::Native,
+            conformance_image: None,
+            e2e_skip: None,
+            e2e_parallel: None,
+            e2e_dry_run: false,
+            ok_to_fail: None,
+            e2e_timeout: Duration::from_secs(3 * 3600),
+            focus: None,
+        }
+    }
+}
 
 /// `cncf-k8s-conformance` (scs-0201): the upstream `[Conformance]` specs. It runs alone:
 /// `[Serial]` conformance specs taint nodes and fill them, which would disturb (and be
@@ -105,7 +139,7 @@ pub fn default_image(git_version: &str, registry: Option<&str>) -> String {
     let v = v.split(['+', '-']).next().unwrap_or(v);
     let image = format!("registry.k8s.io/conformance:v{v}");
     match registry {
-        Some(prefix) => crate::cli::with_registry(&image, prefix),
+        Some(prefix) => workload::with_registry(&image, prefix),
         None => image,
     }
 }
@@ -151,37 +185,6 @@ pub fn testcase(focus: &str) -> (Testcase, Networking) {
     (tc, networking)
 }
 
-/// `e2e`: a run of the one testcase the focus names, through the runner (preflight,
-/// signals, cleanup, reports and exit codes as for `run`).
-pub fn run(args: E2eArgs) -> u8 {
-    let defaults = <crate::cli::Cli as clap::Parser>::try_parse_from(["scs-kaas-check", "run"]);
-    let mut run = match defaults.map(|cli| cli.command) {
-        Ok(Command::Run(run)) => run,
-        _ => {
-            console::error("internal error: no defaults for run");
-            return EXIT_ABORT;
-        }
-    };
-    let (tc, networking) = testcase(&args.focus);
-    run.cluster = args.cluster;
-    run.output_dir = args.output_dir;
-    run.keep = args.keep;
-    run.in_cluster.run_id = args.run_id;
-    run.in_cluster.image = args.image;
-    run.workload.pod_start_timeout = args.pod_start_timeout;
-    let e2e = &mut run.e2e;
-    e2e.networking = networking;
-    e2e.focus = Some(args.focus);
-    e2e.e2e_skip = args.skip;
-    e2e.e2e_parallel = args.parallel;
-    e2e.e2e_dry_run = args.dry_run;
-    e2e.conformance_image = args.conformance_image;
-    e2e.ok_to_fail = args.ok_to_fail;
-    e2e.e2e_timeout = args.timeout;
-    run.selected = Some((vec![tc], "upstream e2e".into()));
-    crate::runner::run(*run)
-}
-
 fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -212,7 +215,7 @@ pub struct Objects {
     pub job: Job,
 }
 
-pub fn objects(spec: &Spec, opts: &crate::cli::E2eRunArgs) -> Objects {
+pub fn objects(spec: &Spec, opts: &Settings) -> Objects {
     let (run_id, check) = (spec.run_id, spec.check);
     let ns = namespace_name(run_id, spec.purpose);
     let rbac_name = format!("scs-kaas-check-{run_id}-{}", spec.purpose);
@@ -272,11 +275,11 @@ pub fn objects(spec: &Spec, opts: &crate::cli::E2eRunArgs) -> Objects {
     }]);
     Objects {
         service_account: ServiceAccount {
-            metadata: manifests::labelled(SERVICE_ACCOUNT, Some(&ns), run_id, check),
+            metadata: objects::labelled(SERVICE_ACCOUNT, Some(&ns), run_id, check),
             ..Default::default()
         },
         cluster_role: ClusterRole {
-            metadata: manifests::labelled(&rbac_name, None, run_id, check),
+            metadata: objects::labelled(&rbac_name, None, run_id, check),
             rules: Some(vec![
                 PolicyRule {
                     api_groups: Some(vec!["*".into()]),
@@ -292,76 +295,14 @@ pub fn objects(spec: &Spec, opts: &crate::cli::E2eRunArgs) -> Objects {
             ]),
             ..Default::default()
         },
-        cluster_role_binding: manifests::cluster_role_binding(
+        cluster_role_binding: objects::cluster_role_binding(
             &rbac_name,
             run_id,
             check,
-            manifests::service_account_subject(SERVICE_ACCOUNT, &ns),
+            objects::service_account_subject(SERVICE_ACCOUNT, &ns),
         ),
-        job: manifests::run_once_job(JOB, &ns, run_id, check, pod),
+        job: objects::run_once_job(JOB, &ns, run_id, check, pod),
     }
-}
-
-// ------------------------------------------------------------------ e2e-collect (sidecar)
-
-/// `e2e-collect`: waits for `done`, then stores the results in the ConfigMap.
-pub fn collect(args: &E2eCollectArgs) -> u8 {
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            console::error(&format!("cannot start the async runtime: {e}"));
-            return EXIT_ABORT;
-        }
-    };
-    rt.block_on(async {
-        let cluster_args = ClusterArgs {
-            kubeconfig: Vec::new(),
-            context: Vec::new(),
-            request_timeout: args.request_timeout,
-        };
-        let (client, _) = match incluster::connect(&cluster_args).await {
-            Ok(c) => c,
-            Err((code, reason)) => {
-                console::error(&reason);
-                return code;
-            }
-        };
-        let done = args.results_dir.join("done");
-        console::note(&format!("waiting for {}", done.display()));
-        // A file in a shared emptyDir has no watch API; look every two seconds.
-        while !done.exists() {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        let mut data = BTreeMap::new();
-        data.insert(
-            DONE_KEY.to_string(),
-            std::fs::read_to_string(&done).unwrap_or_default(),
-        );
-        match std::fs::read_to_string(args.results_dir.join(JUNIT_KEY)) {
-            Ok(text) => {
-                data.insert(JUNIT_KEY.to_string(), text);
-            }
-            Err(e) => console::warn(&format!("no {JUNIT_KEY}: {e}")),
-        }
-        if let Ok(log) = std::fs::read_to_string(args.results_dir.join(LOG_KEY)) {
-            let used: usize = data.values().map(String::len).sum();
-            data.insert(
-                LOG_KEY.to_string(),
-                incluster::cut_front(&log, CONFIGMAP_BUDGET.saturating_sub(used)),
-            );
-        }
-        match incluster::store_configmap(&client, args.request_timeout, &args.configmap, data).await
-        {
-            Ok(line) => {
-                console::note(&line);
-                EXIT_OK
-            }
-            Err(e) => {
-                console::error(&e.to_string());
-                EXIT_ABORT
-            }
-        }
-    })
 }
 
 // ------------------------------------------------------------------ the check
@@ -375,7 +316,7 @@ enum Ended {
 /// Runs the conformance image with `focus` as testcase `ctx.testcase` and judges its
 /// results. The objects are registered with the run's cleanup under the testcase.
 pub async fn execute(ctx: &CheckContext, focus: &str, purpose: &str) -> CheckOutcome {
-    let options: &RunOptions = &ctx.options;
+    let options: &Options = &ctx.options;
     let opts = &options.e2e;
     let image = opts.conformance_image.clone().unwrap_or_else(|| {
         default_image(
@@ -527,20 +468,20 @@ async fn drive(
         cluster.track(spec.check, object);
     }
     let created = async {
-        incluster::create(
+        create(
             cluster,
             Api::<ServiceAccount>::namespaced(c.clone(), &ns),
             &o.service_account,
         )
         .await?;
-        incluster::create(cluster, Api::<ClusterRole>::all(c.clone()), &o.cluster_role).await?;
-        incluster::create(
+        create(cluster, Api::<ClusterRole>::all(c.clone()), &o.cluster_role).await?;
+        create(
             cluster,
             Api::<ClusterRoleBinding>::all(c.clone()),
             &o.cluster_role_binding,
         )
         .await?;
-        incluster::create(cluster, Api::<Job>::namespaced(c.clone(), &ns), &o.job).await
+        create(cluster, Api::<Job>::namespaced(c.clone(), &ns), &o.job).await
     }
     .await;
     if let Err(e) = created {
@@ -550,20 +491,23 @@ async fn drive(
         "created namespace {ns} and job {JOB}; waiting for its pod"
     ));
     let start_deadline = ctx.options.workload.pod_start_timeout;
-    let pod = match incluster::wait_started(cluster, &ns, JOB, start_deadline).await {
+    let pod = match jobs::wait_started(cluster, &ns, JOB, start_deadline).await {
         Ok(pod) => pod,
         Err(reason) => return Ended::Abort(reason),
     };
     ctx.log.info(format!(
         "pod {ns}/{pod} started; following the e2e container"
     ));
-    incluster::follow(cluster, &ns, &pod, Some(E2E_CONTAINER), |line| {
+    let broke = jobs::follow(cluster, &ns, &pod, Some(E2E_CONTAINER), |line| {
         let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
         if p.line(line) {
             ctx.log.info(format!("[e2e] {}", p.summary()));
         }
     })
     .await;
+    if let Some(warning) = broke {
+        console::warn(&warning);
+    }
     // The e2e container has ended; the sidecar stores the results right after.
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
     let waited = wait::object(&cms, RESULTS_CONFIGMAP, Duration::from_secs(120), |cm| {
@@ -596,12 +540,14 @@ mod tests {
     use super::*;
 
     fn env_of(args: &[&str]) -> BTreeMap<String, String> {
-        let cli = <crate::cli::Cli as clap::Parser>::parse_from(
-            ["scs-kaas-check", "run"].iter().chain(args.iter()),
-        );
-        let crate::cli::Command::Run(run) = cli.command else {
-            panic!("not run");
-        };
+        let mut settings = Settings::default();
+        for pair in args.chunks(2) {
+            match pair {
+                ["--e2e-parallel", n] => settings.e2e_parallel = Some(n.parse().unwrap()),
+                ["--e2e-skip", s] => settings.e2e_skip = Some(s.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
         let spec = Spec {
             run_id: "0a1b2c3d",
             check: "cncf-k8s-conformance",
@@ -610,7 +556,7 @@ mod tests {
             image: "img",
             suite_image: "suite",
         };
-        let o = objects(&spec, &run.e2e);
+        let o = objects(&spec, &settings);
         let pod = o.job.spec.unwrap().template.spec.unwrap();
         assert_eq!(
             pod.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,

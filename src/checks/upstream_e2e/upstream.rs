@@ -8,7 +8,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 /// The built-in ok-to-fail list.
-pub const BUILTIN_OK_TO_FAIL: &str = include_str!("../../standards/e2e-ok-to-fail.yaml");
+pub const BUILTIN_OK_TO_FAIL: &str = include_str!("../../../standards/e2e-ok-to-fail.yaml");
 
 pub use crate::outcome::{UpstreamCase as Case, UpstreamState as CaseState};
 

@@ -1,0 +1,88 @@
+//! The results sidecar of an upstream e2e run (`e2e-collect`, this suite's image next to
+//! the conformance container): it waits for the `done` file the conformance image writes
+//! into the shared results directory, then stores `junit_01.xml` and `e2e.log` (cut from
+//! the front to fit) in a ConfigMap of the pod's namespace.
+
+use super::{DONE_KEY, JUNIT_KEY, LOG_KEY};
+use crate::cluster::config::ConnectOptions;
+use crate::cluster::objects::{CONFIGMAP_BUDGET, cut_front, store_configmap};
+use crate::cluster::preflight::{self, ConnectError};
+use crate::console;
+use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the sidecar finds the results and where it stores them.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// The results directory shared with the conformance container.
+    pub results_dir: PathBuf,
+    /// ConfigMap (in the pod's namespace) to store the results in.
+    pub configmap: String,
+    /// How long one API request may take.
+    pub request_timeout: Duration,
+}
+
+/// `e2e-collect`: waits for `done`, then stores the results in the ConfigMap. Returns the
+/// exit code.
+pub fn collect(args: &CollectOptions) -> u8 {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            console::error(&format!("cannot start the async runtime: {e}"));
+            return EXIT_ABORT;
+        }
+    };
+    rt.block_on(async {
+        let connect = ConnectOptions {
+            kubeconfig: Vec::new(),
+            context: Vec::new(),
+            request_timeout: args.request_timeout,
+        };
+        let client = match preflight::connect_one(&connect).await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                console::error(&e.to_string());
+                return match e {
+                    ConnectError::Config(_) => EXIT_USAGE,
+                    ConnectError::Unreachable(_) => EXIT_ABORT,
+                };
+            }
+        };
+        let done = args.results_dir.join("done");
+        console::note(&format!("waiting for {}", done.display()));
+        // A file in a shared emptyDir has no watch API; look every two seconds.
+        while !done.exists() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let mut data = BTreeMap::new();
+        data.insert(
+            DONE_KEY.to_string(),
+            std::fs::read_to_string(&done).unwrap_or_default(),
+        );
+        match std::fs::read_to_string(args.results_dir.join(JUNIT_KEY)) {
+            Ok(text) => {
+                data.insert(JUNIT_KEY.to_string(), text);
+            }
+            Err(e) => console::warn(&format!("no {JUNIT_KEY}: {e}")),
+        }
+        if let Ok(log) = std::fs::read_to_string(args.results_dir.join(LOG_KEY)) {
+            let used: usize = data.values().map(String::len).sum();
+            data.insert(
+                LOG_KEY.to_string(),
+                cut_front(&log, CONFIGMAP_BUDGET.saturating_sub(used)),
+            );
+        }
+        match store_configmap(&client, args.request_timeout, &args.configmap, data).await {
+            Ok(line) => {
+                console::note(&line);
+                EXIT_OK
+            }
+            Err(e) => {
+                console::error(&e.to_string());
+                EXIT_ABORT
+            }
+        }
+    })
+}

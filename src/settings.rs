@@ -1,0 +1,171 @@
+//! What a run is asked to do, as plain data: the command line fills it (`cli`), the runner
+//! and the in-cluster orchestration read it. Nothing here knows clap.
+
+use crate::catalogue::Testcase;
+use crate::checks::upstream_e2e;
+use crate::checks::{self, Workload};
+use crate::cluster::config::ConnectOptions;
+use crate::cluster::workload::{DEFAULT_SUITE_IMAGE, with_registry};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which catalogue and scope version the testcases come from.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogueChoice {
+    /// Scope version; `None`: the catalogue's version in force.
+    pub scope_version: Option<String>,
+    /// Catalogue file; `None`: the built-in one.
+    pub catalogue: Option<PathBuf>,
+}
+
+/// Running the suite inside the cluster and handing results over.
+#[derive(Debug, Clone)]
+pub struct InCluster {
+    /// `run --in-cluster`: run the checks in a Job inside the cluster.
+    pub in_cluster: bool,
+    /// This suite's image.
+    pub image: String,
+    /// Run id to use instead of a random one (8 lowercase hex digits).
+    pub run_id: Option<String>,
+    /// Also store the results in this ConfigMap of the service account's namespace.
+    pub results_configmap: Option<String>,
+    /// Registry prefix replacing the registry of every default image.
+    pub image_registry: Option<String>,
+    /// Sonobuoy plugin mode: write junit.xml and `done` into this directory.
+    pub sonobuoy_results_dir: Option<PathBuf>,
+}
+
+impl Default for InCluster {
+    fn default() -> Self {
+        InCluster {
+            in_cluster: false,
+            image: DEFAULT_SUITE_IMAGE.into(),
+            run_id: None,
+            results_configmap: None,
+            image_registry: None,
+            sonobuoy_results_dir: None,
+        }
+    }
+}
+
+/// Everything `run` (and `gen`) needs. Durations are wall-clock limits.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub cluster: ConnectOptions,
+    pub catalogue: CatalogueChoice,
+    /// Testcase ids to run (empty: all of the scope version).
+    pub check: Vec<String>,
+    /// Testcase ids not to run.
+    pub skip: Vec<String>,
+    /// Directory for the reports; `None`: `reports/<UTC timestamp>-<run id>/`.
+    pub output_dir: Option<PathBuf>,
+    /// How many testcases run at the same time (`None`: all).
+    pub parallel: Option<u16>,
+    /// Deadline of each check.
+    pub timeout: Duration,
+    /// Keep the objects the checks created.
+    pub keep: bool,
+    /// Count broken recommendations as failures.
+    pub strict: bool,
+    /// Date the version policy is judged at (`None`: today, UTC).
+    pub reference_date: Option<jiff::civil::Date>,
+    /// Fetch nothing from the internet.
+    pub offline: bool,
+    pub eol_data: Option<PathBuf>,
+    pub release_data: Option<PathBuf>,
+    pub cve_data: Option<PathBuf>,
+    /// The clusters given are one KaaS offering.
+    pub offering: bool,
+    pub workload: Workload,
+    pub e2e: upstream_e2e::Settings,
+    pub in_cluster: InCluster,
+    /// A fixed selection (the `e2e` command) instead of the catalogue's, with its source.
+    pub selected: Option<(Vec<Testcase>, String)>,
+}
+
+impl RunConfig {
+    /// A run of the whole default scope against `cluster` with every default.
+    pub fn new(cluster: ConnectOptions) -> Self {
+        RunConfig {
+            cluster,
+            catalogue: CatalogueChoice::default(),
+            check: Vec::new(),
+            skip: Vec::new(),
+            output_dir: None,
+            parallel: None,
+            timeout: Duration::from_secs(20 * 60),
+            keep: false,
+            strict: false,
+            reference_date: None,
+            offline: false,
+            eol_data: None,
+            release_data: None,
+            cve_data: None,
+            offering: false,
+            workload: Workload::default(),
+            e2e: upstream_e2e::Settings::default(),
+            in_cluster: InCluster::default(),
+            selected: None,
+        }
+    }
+
+    /// Applies `--image-registry` to every image still at its default; an image given
+    /// explicitly wins.
+    pub fn apply_image_registry(&mut self) {
+        let Some(prefix) = self.in_cluster.image_registry.clone() else {
+            return;
+        };
+        let w = &mut self.workload;
+        for (image, default) in [
+            (&mut self.in_cluster.image, DEFAULT_SUITE_IMAGE),
+            (&mut w.workload_image, checks::DEFAULT_PAUSE_IMAGE),
+            (&mut w.storage_image, checks::DEFAULT_SHELL_IMAGE),
+            (&mut w.agnhost_image, checks::DEFAULT_AGNHOST_IMAGE),
+            (
+                &mut w.proxy_protocol_image,
+                checks::load_balancer::DEFAULT_PROXY_PROTOCOL_IMAGE,
+            ),
+        ] {
+            if image == default {
+                *image = with_registry(default, &prefix);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_rewritten() {
+        assert_eq!(
+            with_registry("registry.k8s.io/pause:3.10", "mirror.example.com/m/"),
+            "mirror.example.com/m/pause:3.10"
+        );
+        assert_eq!(
+            with_registry("docker.io/library/busybox:1.37.0", "m.example"),
+            "m.example/library/busybox:1.37.0"
+        );
+        assert_eq!(
+            with_registry("nginxinc/nginx:1", "m.example"),
+            "m.example/nginxinc/nginx:1"
+        );
+        let mut config = RunConfig::new(ConnectOptions {
+            kubeconfig: Vec::new(),
+            context: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+        });
+        config.in_cluster.image_registry = Some("m.example".into());
+        config.workload.storage_image = "mine.example/busybox:1".into();
+        config.apply_image_registry();
+        assert_eq!(config.workload.workload_image, "m.example/pause:3.10");
+        assert_eq!(config.workload.storage_image, "mine.example/busybox:1");
+        assert!(
+            config
+                .in_cluster
+                .image
+                .starts_with("m.example/sovereigncloudstack/scs-kaas-check:v")
+        );
+    }
+}
