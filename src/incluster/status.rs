@@ -1,0 +1,208 @@
+//! `gen`, `status` and `retrieve`: the in-cluster runs seen from outside.
+
+use super::*;
+
+/// `gen`: the objects of `run --in-cluster` with the same flags, as YAML documents.
+pub fn gen_yaml(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<String, String> {
+    manifests::build(args, run_id, selected)?.to_yaml()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        console::error(&format!("cannot start the async runtime: {e}"));
+        EXIT_ABORT
+    })
+}
+
+/// An in-cluster run found in the cluster.
+struct Found {
+    run_id: String,
+    namespace: String,
+    state: String,
+    started: Option<jiff::Timestamp>,
+    finished: bool,
+}
+
+async fn find_runs(cluster: &Cluster) -> Result<Vec<Found>, ApiError> {
+    let api: Api<Job> = Api::all(cluster.client.clone());
+    let selector = format!(
+        "{},{}={RUNNER_CHECK}",
+        cluster::run_selector(None),
+        cluster::CHECK_KEY
+    );
+    let jobs = cluster
+        .call(
+            "list jobs of in-cluster runs",
+            api.list(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    let mut found: Vec<Found> =
+        jobs.items
+            .into_iter()
+            .map(|job| {
+                let labels = job.metadata.labels.clone().unwrap_or_default();
+                let status = job.status.clone().unwrap_or_default();
+                let condition =
+                    status.conditions.iter().flatten().find(|c| {
+                        c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
+                    });
+                let (state, finished) = match condition {
+                    Some(c) if c.type_ == "Complete" => ("Complete".to_string(), true),
+                    Some(c) => (
+                        format!("Failed ({})", c.reason.clone().unwrap_or_default()),
+                        true,
+                    ),
+                    None if status.active.unwrap_or(0) > 0 => ("Running".into(), false),
+                    None => ("Pending".into(), false),
+                };
+                Found {
+                    run_id: labels.get(cluster::RUN_ID_KEY).cloned().unwrap_or_default(),
+                    namespace: job.metadata.namespace.clone().unwrap_or_default(),
+                    state,
+                    started: status
+                        .start_time
+                        .map(|t| t.0)
+                        .or(job.metadata.creation_timestamp.map(|t| t.0)),
+                    finished,
+                }
+            })
+            .collect();
+    found.sort_by_key(|f| f.started);
+    Ok(found)
+}
+
+/// The cluster (read-only use: `keep` is set) and the in-cluster runs found in it, or the
+/// exit code after printing why not.
+async fn connect_and_find_runs(args: &ConnectOptions) -> Result<(Cluster, Vec<Found>), u8> {
+    let cluster = match connect(args).await {
+        Ok((client, _)) => Cluster::new(client, String::new(), args.request_timeout, true),
+        Err((code, reason)) => {
+            console::error(&reason);
+            return Err(code);
+        }
+    };
+    match find_runs(&cluster).await {
+        Ok(runs) => Ok((cluster, runs)),
+        Err(e) => {
+            console::error(&e.to_string());
+            Err(EXIT_ABORT)
+        }
+    }
+}
+
+/// `status`: one line per in-cluster run on stdout. Returns the exit code.
+pub fn status(connect: &ConnectOptions) -> u8 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let (cluster, runs) = match connect_and_find_runs(connect).await {
+            Ok(found) => found,
+            Err(code) => return code,
+        };
+        if runs.is_empty() {
+            console::note("no in-cluster runs of scs-kaas-check in this cluster");
+            return EXIT_OK;
+        }
+        println!(
+            "{:8}  {:32}  {:24}  {:20}  RESULTS",
+            "RUN", "NAMESPACE", "STATE", "STARTED"
+        );
+        for run in runs {
+            // A run that FAILed a testcase exits 1, so its Job fails: with results stored,
+            // the run itself finished.
+            let (state, results) = match read_results(&cluster, &run.namespace).await {
+                Ok(Some(r)) => (format!("Finished (exit {})", r.exit_code()), r.summary()),
+                Ok(None) => (run.state.clone(), "-".into()),
+                Err(e) => (run.state.clone(), format!("({e})")),
+            };
+            println!(
+                "{:8}  {:32}  {:24}  {:20}  {results}",
+                run.run_id,
+                run.namespace,
+                state,
+                run.started
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        EXIT_OK
+    })
+}
+
+/// What `retrieve` fetches and where it puts it.
+#[derive(Debug, Clone)]
+pub struct RetrieveOptions {
+    pub cluster: ConnectOptions,
+    /// The run (default: the most recent finished one).
+    pub run_id: Option<String>,
+    /// Directory for the reports; `None`: `reports/<UTC timestamp>-<run id>/`.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// `retrieve`: copies the results of a finished in-cluster run. Returns its exit code.
+pub fn retrieve(args: &RetrieveOptions) -> u8 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let (cluster, runs) = match connect_and_find_runs(&args.cluster).await {
+            Ok(found) => found,
+            Err(code) => return code,
+        };
+        let candidates: Vec<&Found> = runs
+            .iter()
+            .filter(|r| args.run_id.as_ref().is_none_or(|id| &r.run_id == id))
+            .collect();
+        let Some(run) = candidates
+            .iter()
+            .rev()
+            .find(|r| r.finished)
+            .or(candidates.last())
+        else {
+            console::error(&match &args.run_id {
+                Some(id) => format!("no in-cluster run {id} in this cluster"),
+                None => "no in-cluster runs in this cluster".to_string(),
+            });
+            return EXIT_USAGE;
+        };
+        let results = match read_results(&cluster, &run.namespace).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                console::error(&format!(
+                    "run {} ({}) has no results yet: {}",
+                    run.run_id, run.namespace, run.state
+                ));
+                return EXIT_ABORT;
+            }
+            Err(e) => {
+                console::error(&e.to_string());
+                return EXIT_ABORT;
+            }
+        };
+        let dir = args.output_dir.clone().unwrap_or_else(|| {
+            PathBuf::from("reports").join(format!(
+                "{}-{}",
+                jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+                run.run_id
+            ))
+        });
+        if let Err(e) = results.write(&dir) {
+            console::error(&format!(
+                "cannot write the reports to {}: {e}",
+                dir.display()
+            ));
+            return EXIT_USAGE;
+        }
+        results.print_verdicts();
+        console::note(&format!(
+            "run {}: {} (reports in {})",
+            run.run_id,
+            results.summary(),
+            dir.display()
+        ));
+        results.exit_code()
+    })
+}
