@@ -342,7 +342,34 @@ func (pr *podRuntime) finishDeletion() {
 	select {
 	case <-pr.removedCh:
 	default:
+		// As the kubelet: the final status (terminated containers), then deletion.
+		pr.drainExits()
+		pr.writeStatus()
 		pr.a.confirmDeletion(p)
+	}
+}
+
+// drainExits records the exits of containers stopped for deletion.
+func (pr *podRuntime) drainExits() {
+	deadline := time.After(2 * time.Second)
+	for {
+		pr.mu.Lock()
+		running := 0
+		for _, c := range pr.containers {
+			if c.state.Running != nil {
+				running++
+			}
+		}
+		pr.mu.Unlock()
+		if running == 0 {
+			return
+		}
+		select {
+		case ev := <-pr.exits:
+			pr.recordExitOnly(ev)
+		case <-deadline:
+			return
+		}
 	}
 }
 
@@ -575,6 +602,11 @@ func (pr *podRuntime) launch(c *containerRuntime, spec *ContainerSpec) error {
 }
 
 func (pr *podRuntime) recordExit(ev exitEvent) {
+	pr.recordExitOnly(ev)
+	pr.writeStatus()
+}
+
+func (pr *podRuntime) recordExitOnly(ev exitEvent) {
 	c := ev.c
 	now := metav1.Now()
 	pr.mu.Lock()
@@ -596,7 +628,6 @@ func (pr *podRuntime) recordExit(ev exitEvent) {
 		c.restarts++
 	}
 	pr.mu.Unlock()
-	pr.writeStatus()
 }
 
 func (pr *podRuntime) log(container string, previous bool) (*containerLog, error) {
