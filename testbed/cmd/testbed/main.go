@@ -307,7 +307,7 @@ func serve(argv []string) int {
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	logPath := filepath.Join(o.dir, "control-plane.log")
-	_ = klogFlags.Parse([]string{"--logtostderr=false", "--alsologtostderr=false", "--log_file=" + logPath, "--one_output=true", "--skip_log_headers=true"})
+	_ = klogFlags.Parse([]string{"--logtostderr=false", "--alsologtostderr=false", "--log_file=" + logPath, "--one_output=true", "--skip_log_headers=true", "--stderrthreshold=FATAL"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)

@@ -38,8 +38,12 @@ const (
 	ServiceCIDR = "10.96.0.0/16"
 	// ClusterCIDR holds every node's pod CIDR.
 	ClusterCIDR = "10.244.0.0/16"
-	// LoadBalancerPool is the default pool of the cloud-controller emulation.
-	LoadBalancerPool = "172.30.1.0/24"
+	// LoadBalancerPool is the default pool of the cloud-controller emulation. It is a
+	// loopback range on purpose: the suite probes load balancer addresses from the host's
+	// namespace, and no probe may ever leave this machine (a private or public address
+	// would be routed to the host's default gateway). Nothing listens there until the
+	// data-plane issue brings real load balancers.
+	LoadBalancerPool = "127.0.100.0/24"
 )
 
 // NodeIP of node index i.

@@ -159,7 +159,10 @@ func ContainerInit(specPath string) error {
 		}
 		path = lp
 	}
-	return syscall.Exec(path, s.Argv, s.Env)
+	if err := syscall.Exec(path, s.Argv, s.Env); err != nil {
+		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
 }
 
 func bind(root string, m Mount) error {

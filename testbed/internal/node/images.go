@@ -39,14 +39,21 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 
 // debianUserland binds the host's read-only /usr and /etc: the Debian userland (curl,
 // sh) that stands in for an image's base layer.
+// /usr/local stays the image's own (a tmpfs directory), so that programs can be placed
+// under /usr/local/bin.
 func debianUserland() Layout {
-	return Layout{
+	l := Layout{
+		Dirs:     []string{"/usr/local/bin"},
 		Symlinks: map[string]string{"/bin": "usr/bin", "/sbin": "usr/sbin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
-		Binds: []Mount{
-			{Source: "/usr", Target: "/usr", ReadOnly: true},
-			{Source: "/etc", Target: "/etc", ReadOnly: true},
-		},
+		Binds:    []Mount{{Source: "/etc", Target: "/etc", ReadOnly: true}},
 	}
+	entries, _ := os.ReadDir("/usr")
+	for _, e := range entries {
+		if e.Name() != "local" && e.IsDir() {
+			l.Binds = append(l.Binds, Mount{Source: "/usr/" + e.Name(), Target: "/usr/" + e.Name(), ReadOnly: true})
+		}
+	}
+	return l
 }
 
 // repository returns an image reference without tag or digest.
@@ -120,9 +127,11 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 		// nginx-unprivileged: USER 101, listens on 8080, pid and temp files in /tmp.
 		return &Image{Kind: "nginx", Cmd: []string{nginx, "-g", "daemon off;"}, Env: []string{defaultPath}, UID: 101, Layout: l}, true
 	case matches(repo, "ghcr.io/sovereigncloudstack/scs-kaas-check", "sovereigncloudstack/scs-kaas-check", "scs-kaas-check") && p.Suite != "":
-		return &Image{Kind: "suite", Entrypoint: []string{"/usr/local/bin/scs-kaas-check"}, Cmd: []string{"--help"}, Env: []string{defaultPath}, UID: 65532,
-			Layout: Layout{Dirs: []string{"/usr/local/bin"}, Binds: []Mount{{Source: p.Suite, Target: "/usr/local/bin/scs-kaas-check", ReadOnly: true}},
-				Files: map[string]string{"/etc/passwd": "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"}}}, true
+		// The real image is a static musl binary on distroless; a cargo-built test binary
+		// is linked against glibc, so the host's /usr (loader, libc) is bound in too.
+		l := debianUserland()
+		l.Binds = append(l.Binds, Mount{Source: p.Suite, Target: "/usr/local/bin/scs-kaas-check", ReadOnly: true})
+		return &Image{Kind: "suite", Entrypoint: []string{"/usr/local/bin/scs-kaas-check"}, Cmd: []string{"--help"}, Env: []string{defaultPath}, UID: 65532, Layout: l}, true
 	case matches(repo, "registry.k8s.io/conformance") && p.Self != "":
 		// EMULATION: the real conformance image runs go-runner with ginkgo and e2e.test,
 		// which cannot run here; `testbed go-runner` plays recorded fixtures instead.
@@ -135,7 +144,7 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 			env = append(env, "TESTBED_FIXTURES_BY_FOCUS="+string(b))
 		}
 		l := debianUserland()
-		l.Dirs = append(l.Dirs, "/usr/local/bin", "/fixtures")
+		l.Dirs = append(l.Dirs, "/fixtures")
 		l.Binds = append(l.Binds, Mount{Source: p.Self, Target: "/go-runner", ReadOnly: true})
 		if p.Fixtures != "" {
 			l.Binds = append(l.Binds, Mount{Source: p.Fixtures, Target: "/fixtures", ReadOnly: true})

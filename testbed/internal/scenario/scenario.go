@@ -4,6 +4,7 @@ package scenario
 
 import (
 	"fmt"
+	"net"
 	"os"
 
 	"sigs.k8s.io/yaml"
@@ -33,7 +34,8 @@ type Node struct {
 	Taints []Taint           `json:"taints,omitempty"`
 	// Unschedulable cordons the node.
 	Unschedulable bool `json:"unschedulable,omitempty"`
-	// ExternalIP adds an ExternalIP address (information only; nothing answers on it).
+	// ExternalIP adds an ExternalIP address (information only; nothing answers on it). It
+	// must be a loopback address (127.0.0.0/8): the suite may probe it from the host.
 	ExternalIP string `json:"externalIP,omitempty"`
 }
 
@@ -125,6 +127,31 @@ func Load(path string) (*Scenario, error) {
 			return nil, fmt.Errorf("%s: node names must be unique and non-empty (%q)", path, n.Name)
 		}
 		seen[n.Name] = true
+	}
+	// Addresses the suite may probe from the host's namespace must stay on this machine.
+	loopback := func(what, v string) error {
+		ip := net.ParseIP(v)
+		if ip == nil {
+			if _, n, err := net.ParseCIDR(v); err == nil {
+				ip = n.IP
+			}
+		}
+		if ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%s: %s %q must be in 127.0.0.0/8: the suite probes it from the host, and no traffic may leave this machine", path, what, v)
+		}
+		return nil
+	}
+	for _, n := range s.Nodes {
+		if n.ExternalIP != "" {
+			if err := loopback("node "+n.Name+" externalIP", n.ExternalIP); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.LoadBalancer.Pool != "" {
+		if err := loopback("loadBalancer.pool", s.LoadBalancer.Pool); err != nil {
+			return nil, err
+		}
 	}
 	switch s.LoadBalancer.Mode {
 	case "", "none", "assign", "fail":
