@@ -209,3 +209,38 @@ fn single_node_cluster_fails_node_distribution() {
     let left = tb.stop();
     assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
 }
+
+// Suite bugs the real control plane exposed (issue 21); they fail until src/ is fixed.
+// Run them with `cargo test --test testbed -- --ignored`.
+
+#[test]
+#[ignore = "suite bug (issue 21): data-persistence FAILs on working storage whose CSIDriver has fsGroupPolicy None"]
+fn storage_check_passes_with_fs_group_policy_none() {
+    let tb = TestBed::start("managed-workers");
+    let out = check(
+        tb.kubeconfig_str(),
+        "default-storage-class-check",
+        &["--pod-start-timeout", "60s"],
+    );
+    assert_eq!(
+        out.verdict("default-storage-class-check").as_deref(),
+        Some("PASS"),
+        "{}",
+        out.junit_message("default-storage-class-check/data-persistence")
+    );
+}
+
+#[test]
+#[ignore = "suite bug (issue 21): the Service's events include the Deployment's (both are named echo)"]
+fn load_balancer_failure_names_only_the_service_events() {
+    let tb = TestBed::start("managed-workers");
+    let out = check(
+        tb.kubeconfig_str(),
+        "lb-service-check",
+        &["--scope-version", "v2", "--lb-timeout", "15s"],
+    );
+    assert_eq!(out.verdict("lb-service-check").as_deref(), Some("FAIL"));
+    let message = out.junit_message("lb-service-check/address-assigned");
+    assert!(message.contains("SyncLoadBalancerFailed"), "{message}");
+    assert!(!message.contains("ScalingReplicaSet"), "{message}");
+}
