@@ -98,7 +98,10 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 		if err != nil {
 			return nil, false
 		}
-		l := Layout{Dirs: []string{"/bin", "/root", "/home"}, Symlinks: map[string]string{}, Binds: []Mount{{Source: bb, Target: "/bin/busybox", ReadOnly: true}},
+		// Debian's busybox-static needs nothing else; the dynamic busybox package needs
+		// the host's libc, so /usr/lib is bound in read-only as well.
+		l := Layout{Dirs: []string{"/bin", "/root", "/home"}, Symlinks: map[string]string{"/lib": "usr/lib", "/lib64": "usr/lib64"},
+			Binds: []Mount{{Source: bb, Target: "/bin/busybox", ReadOnly: true}, {Source: "/usr/lib", Target: "/usr/lib", ReadOnly: true}},
 			Files: map[string]string{
 				"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
 				"/etc/group":  "root:x:0:\nnogroup:x:65534:\n",
