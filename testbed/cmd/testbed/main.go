@@ -321,7 +321,10 @@ func serve(argv []string) int {
 	if err != nil {
 		return fail("etcd: %v", err)
 	}
-	defer etcd.Close()
+	// No graceful etcd or API server shutdown: on a stop the pods are killed and the
+	// process exits; its data directory is thrown away (a graceful stop waits for every
+	// open watch and takes many seconds).
+	_ = etcd
 	cpErr := make(chan error, 3)
 	go func() {
 		cpErr <- fmt.Errorf("kube-apiserver: %w", controlplane.RunAPIServer(ctx, files.APIServerArgs()))

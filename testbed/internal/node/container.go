@@ -129,6 +129,14 @@ func ContainerInit(specPath string) error {
 	for _, g := range s.Groups {
 		groups = append(groups, int(g))
 	}
+	// As runc's fixStdioPermissions: the container's user owns its stdio pipes, so that
+	// reopening /dev/stdout or /dev/stderr works (nginx logs to /dev/stderr).
+	for fd := 0; fd <= 2; fd++ {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFCHR {
+			_ = unix.Fchown(fd, int(s.UID), int(s.GID))
+		}
+	}
 	if err := syscall.Setgroups(groups); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Image is what the agent knows about an image: its config (entrypoint, cmd, env, user)
@@ -76,7 +77,12 @@ func matches(repo string, known ...string) bool {
 	return false
 }
 
-var busyboxApplets []string
+var (
+	busyboxOnce    sync.Once
+	busyboxApplets []string
+	nginxOnce      sync.Once
+	nginxErr       error
+)
 
 // Resolve maps an image reference to an Image; ok is false for images this machine
 // does not have (the agent reports ErrImagePull/ImagePullBackOff for them). A mirror
@@ -106,10 +112,10 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 				"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
 				"/etc/group":  "root:x:0:\nnogroup:x:65534:\n",
 			}}
-		if busyboxApplets == nil {
+		busyboxOnce.Do(func() {
 			out, _ := exec.Command(bb, "--list").Output()
 			busyboxApplets = strings.Fields(string(out))
-		}
+		})
 		for _, a := range busyboxApplets {
 			if a != "busybox" {
 				l.Symlinks["/bin/"+a] = "busybox"
@@ -122,7 +128,8 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 			return nil, false
 		}
 		etc := filepath.Join(p.Dir, "nginx-etc")
-		if err := writeNginxEtc(etc); err != nil {
+		nginxOnce.Do(func() { nginxErr = writeNginxEtc(etc) })
+		if nginxErr != nil {
 			return nil, false
 		}
 		l := debianUserland()
