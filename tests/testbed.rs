@@ -188,6 +188,46 @@ fn real_control_plane_runs_checks_pods_and_logs() {
             .await
             .unwrap();
         assert_eq!(tail.lines().count(), 1, "{tail}");
+
+        // Debian's nginx as the nginx-unprivileged image, restricted, config from a
+        // ConfigMap, /tmp from an emptyDir (the PROXY protocol backend's layout).
+        let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), "smoke");
+        let conf = "server {\n  listen 8080;\n  location / { return 200 \"nginx $remote_addr\\n\"; }\n}\n";
+        let cm = serde_json::from_value(json!({"metadata": {"name": "nginx"},
+            "data": {"default.conf": conf}}))
+        .unwrap();
+        configmaps.create(&PostParams::default(), &cm).await.unwrap();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "nginx"},
+            "spec": {
+                "automountServiceAccountToken": false,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534,
+                    "fsGroup": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumes": [{"name": "conf", "configMap": {"name": "nginx"}},
+                    {"name": "tmp", "emptyDir": {}}],
+                "containers": [{"name": "nginx",
+                    "image": "docker.io/nginxinc/nginx-unprivileged:1.27-alpine",
+                    "volumeMounts": [{"name": "conf", "mountPath": "/etc/nginx/conf.d", "readOnly": true},
+                        {"name": "tmp", "mountPath": "/tmp"}],
+                    "securityContext": {"allowPrivilegeEscalation": false,
+                        "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}}]
+            }
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(pods.clone(), "nginx", conditions::is_pod_running()),
+        )
+        .await
+        .expect("nginx runs within 60 s")
+        .unwrap();
+        let req = http::Request::get("/api/v1/namespaces/smoke/pods/nginx:8080/proxy/")
+            .body(Vec::new())
+            .unwrap();
+        let answer = client.request_text(req).await.unwrap();
+        assert!(answer.starts_with("nginx 172.30.0.1"), "{answer}");
     });
 
     let prefix = tb.prefix().to_string();
