@@ -250,6 +250,35 @@ fn single_node_cluster_fails_node_distribution() {
     assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
 }
 
+#[test]
+fn in_cluster_run_and_conformance_image_on_the_real_control_plane() {
+    let tb = TestBed::start("three-zones");
+    // The suite's own image (the suite binary) as a Job with the ClusterRole it generates.
+    let out = check(
+        tb.kubeconfig_str(),
+        "node-distribution-check",
+        &["--in-cluster"],
+    );
+    assert_eq!(
+        out.verdict("node-distribution-check").as_deref(),
+        Some("PASS"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("[in-cluster]"), "{}", out.stderr);
+    // The conformance image (emulated go-runner playing tests/fixtures/e2e/pass).
+    let out = check(tb.kubeconfig_str(), "cncf-k8s-conformance", &[]);
+    assert_eq!(
+        out.verdict("cncf-k8s-conformance").as_deref(),
+        Some("PASS"),
+        "{}",
+        out.stderr
+    );
+    let prefix = tb.prefix().to_string();
+    let left = tb.stop();
+    assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
+}
+
 // Suite bugs the real control plane exposed (issue 21); they fail until src/ is fixed.
 // Run them with `cargo test --test testbed -- --ignored`.
 
