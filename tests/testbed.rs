@@ -279,6 +279,28 @@ fn in_cluster_run_and_conformance_image_on_the_real_control_plane() {
     assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
 }
 
+#[test]
+fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler() {
+    let tb = TestBed::start("local-path");
+    let out = check(
+        tb.kubeconfig_str(),
+        "default-storage-class-check",
+        &["--pod-start-timeout", "60s"],
+    );
+    assert_eq!(
+        out.verdict("default-storage-class-check").as_deref(),
+        Some("FAIL"),
+        "{}",
+        out.stderr
+    );
+    let not_local = out.junit_message("default-storage-class-check/not-local");
+    assert!(not_local.contains("hostPath source"), "{not_local}");
+    assert!(not_local.contains("kubernetes.io/hostname"), "{not_local}");
+    // The PV's node affinity keeps the reader on the writer's node.
+    let report = out.report();
+    assert!(report.contains("on the same node"), "{report}");
+}
+
 // Suite bugs the real control plane exposed (issue 21); they fail until src/ is fixed.
 // Run them with `cargo test --test testbed -- --ignored`.
 

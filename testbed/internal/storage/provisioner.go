@@ -193,7 +193,11 @@ func (p *Provisioner) syncClaim(ctx context.Context, key string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	_ = os.Chmod(dir, 0o755) // a fresh file system: root:root 0755
+	if prov.Source == "hostPath" || prov.Source == "local" {
+		_ = os.Chmod(dir, 0o777) // local-path-provisioner's setup: mkdir -m 0777
+	} else {
+		_ = os.Chmod(dir, 0o755) // a fresh file system: root:root 0755
+	}
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        pvName,
