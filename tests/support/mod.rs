@@ -48,6 +48,7 @@ mod server;
 mod spec;
 pub mod storage;
 mod store;
+pub mod testbed;
 mod tls;
 mod util;
 
