@@ -107,9 +107,14 @@ fn delete(args: DeleteArgs) -> u8 {
             let timeout = options.request_timeout;
             let connection = match preflight::connect(subject, timeout) {
                 Ok(c) => c,
-                Err(reason) => {
+                Err(preflight::ConnectError::Config(reason)) => {
                     console::error(&reason);
                     return EXIT_USAGE;
+                }
+                Err(preflight::ConnectError::Unreachable(reason)) => {
+                    console::error(&reason);
+                    code = EXIT_ABORT;
+                    continue;
                 }
             };
             if let Err(e) = connection.server_info(timeout).await {

@@ -236,7 +236,12 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
     for subject in subjects {
         let connection = match preflight::connect(subject, timeout) {
             Ok(c) => c,
-            Err(reason) => return plan.abort_all(EXIT_USAGE, &reason),
+            Err(preflight::ConnectError::Config(reason)) => {
+                return plan.abort_all(EXIT_USAGE, &reason);
+            }
+            Err(preflight::ConnectError::Unreachable(reason)) => {
+                return plan.abort_all(EXIT_ABORT, &reason);
+            }
         };
         let info = connection
             .server_info(timeout)

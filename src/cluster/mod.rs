@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod exec;
 pub mod jobs;
 pub mod objects;
 pub mod pods;
