@@ -8,7 +8,7 @@
 //! - [`register_suite_image`]: the kubelet runs the REAL binary for containers of the suite's
 //!   image, as a pod gets it: `KUBERNETES_SERVICE_HOST`/`_PORT` pointing at the simulator,
 //!   the service account token, `ca.crt` and `namespace` at
-//!   `/var/run/secrets/kubernetes.io/serviceaccount/`, configMap volumes at their mount
+//!   `/var/run/secrets/kubernetes.io/serviceaccount/`, configMap and secret volumes at their mount
 //!   paths under `/var/run`, emptyDirs at `/tmp` or under it (one directory per pod and
 //!   volume, shared by the pod's containers: [`empty_dir`]). The paths are provided in a private
 //!   mount namespace (bind mounts over `/var/run` and `/tmp` that only the child sees;
@@ -265,6 +265,28 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
                 .flatten()
             {
                 std::fs::write(target.join(k), v.as_str().unwrap_or_default()).expect("file");
+            }
+        } else if let Some(rel) = path.strip_prefix("/var/run/")
+            && let Some(secret) = volume.get("secret")
+        {
+            let target = run.join(rel);
+            std::fs::create_dir_all(&target).expect("volume dir");
+            let store = ctx.store.lock();
+            let Some(obj) = store.get("secrets", &ctx.namespace, str_at(secret, "secretName"))
+            else {
+                return ProgramResult::fail(128, "secret volume not found");
+            };
+            for (k, v) in obj
+                .get("data")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or_default())
+                    .unwrap_or_default();
+                std::fs::write(target.join(k), bytes).expect("file");
             }
         } else {
             return ProgramResult::fail(128, format!("unsupported volume mount {path}"));
