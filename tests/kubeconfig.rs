@@ -493,3 +493,66 @@ fn exec_credentials_run_again_when_expired() {
         "{runs} plugin runs for {requests} requests"
     );
 }
+
+#[test]
+fn proxy_from_the_environment_is_used_except_for_loopback() {
+    let sim = SimCluster::start(ClusterSpec::default());
+    let proxy = Proxy::start(Kind::HttpConnect);
+    let dir = tempfile::tempdir().unwrap();
+    let port = sim.url().rsplit_once(':').unwrap().1.to_string();
+    // A name that resolves nowhere: only the proxy (which ends every tunnel on this
+    // machine) can reach it, and no name lookup happens here. The certificate names
+    // localhost. (NO_PROXY is unit-tested: exempting this name would need a lookup.)
+    let text = kubeconfig(
+        &sim,
+        "    tls-server-name: localhost\n",
+        &token_user(&sim),
+        "ctx",
+    )
+    .replace("https://127.0.0.1", "https://api.cluster.invalid");
+    let path = write(dir.path(), "kc", &text);
+    let run = |env: &[(&str, &str)]| {
+        let args = [
+            "run",
+            "-k",
+            path.to_str().unwrap(),
+            "--offline",
+            "--check",
+            "node-distribution-check",
+            "--request-timeout",
+            "5s",
+        ];
+        scs_with(&args, |cmd| {
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+        })
+    };
+    let out = run(&[("HTTPS_PROXY", &proxy.url)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        proxy
+            .tunnels()
+            .contains(&format!("api.cluster.invalid:{port}"))
+    );
+    // Loopback servers are never proxied from the environment (Go's rule).
+    let local = write(
+        dir.path(),
+        "local",
+        &kubeconfig(&sim, "", &token_user(&sim), "ctx"),
+    );
+    let out = scs_with(
+        &[
+            "run",
+            "-k",
+            local.to_str().unwrap(),
+            "--offline",
+            "--check",
+            "node-distribution-check",
+        ],
+        |cmd| {
+            cmd.env("HTTPS_PROXY", "http://127.0.0.1:9");
+        },
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -9,7 +9,11 @@
 //! - the selected user's `exec` entry is validated and run by [`super::exec`];
 //! - `insecure-skip-tls-verify: true` together with a certificate authority is refused
 //!   (`transport/transport.go`, `TLSConfigFor`);
-//! - a context that cannot be chosen is an error listing the contexts there are.
+//! - a context that cannot be chosen is an error listing the contexts there are;
+//! - without `proxy-url`, the proxy comes from the environment as in Go's
+//!   `net/http.ProxyFromEnvironment` (`golang.org/x/net/http/httpproxy`): `HTTPS_PROXY` (or
+//!   `HTTP_PROXY` for `http://` servers), not for loopback hosts, and not for hosts
+//!   `NO_PROXY` names (the client library matched `NO_PROXY` against the proxy instead).
 //!
 //! Every credential slot of the kubeconfig is collected for the redactor ([`secrets_of`]).
 
@@ -268,6 +272,13 @@ async fn from_kubeconfig(source: Source, context: Option<&str>) -> Result<Subjec
         )));
     }
     let user = selected.user.clone().unwrap_or_default();
+    let has_proxy_url = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == selected.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.proxy_url.as_deref())
+        .is_some_and(|u| !u.is_empty());
     let secrets = secrets_of(&kubeconfig);
     let options = KubeConfigOptions {
         context: Some(name.clone()),
@@ -283,6 +294,10 @@ async fn from_kubeconfig(source: Source, context: Option<&str>) -> Result<Subjec
                 one_line(&e)
             ))
         })?;
+    if !has_proxy_url {
+        config.proxy_url = env_proxy(&config.cluster_url)
+            .map_err(|e| err(format!("{} context {name:?}: {e}", source.describe)))?;
+    }
     let exec = match config.auth_info.exec.take() {
         Some(entry) => Some(
             ExecPlugin::from_config(&user, &entry)
@@ -389,6 +404,110 @@ pub fn secrets_of(kubeconfig: &Kubeconfig) -> Vec<String> {
     secrets
 }
 
+/// The proxy for `target` from the environment, by Go's rules (see the module comment).
+fn env_proxy(target: &http::Uri) -> Result<Option<http::Uri>, String> {
+    proxy_for(target, |name| std::env::var(name).ok())
+}
+
+/// [`env_proxy`] with the environment read through `lookup`.
+fn proxy_for(
+    target: &http::Uri,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<http::Uri>, String> {
+    let var = |names: [&str; 2]| {
+        names
+            .into_iter()
+            .find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
+    };
+    let https = target.scheme_str() != Some("http");
+    let names = if https {
+        ["HTTPS_PROXY", "https_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy"]
+    };
+    let Some(proxy) = var(names) else {
+        return Ok(None);
+    };
+    let host = target
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    let port = target.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || var(["NO_PROXY", "no_proxy"]).is_some_and(|n| no_proxy_matches(&n, &host, port))
+    {
+        return Ok(None);
+    }
+    // Go takes a proxy without a scheme as http://.
+    let proxy = if proxy.contains("://") {
+        proxy
+    } else {
+        format!("http://{proxy}")
+    };
+    proxy
+        .parse::<http::Uri>()
+        .map(Some)
+        .map_err(|e| format!("the proxy in {} is not a URL: {e}", names[0]))
+}
+
+/// Whether `NO_PROXY` (`no_proxy`) exempts `host:port`: `*`; an IP address or CIDR range;
+/// a domain, which also covers its subdomains (`.domain` and `*.domain` only the
+/// subdomains); each optionally with `:port`.
+pub fn no_proxy_matches(no_proxy: &str, host: &str, port: u16) -> bool {
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    no_proxy
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            if entry.is_empty() {
+                return false;
+            }
+            if let (Some(ip), Some((net, bits))) = (ip, entry.split_once('/')) {
+                return cidr_contains(net, bits, ip);
+            }
+            let (name, entry_port) = match entry.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse::<u16>().ok()),
+                _ => (entry.as_str(), None),
+            };
+            if entry_port.is_some_and(|p| p != port) {
+                return false;
+            }
+            let name = name.trim_matches(['[', ']']);
+            if let (Some(ip), Ok(other)) = (ip, name.parse::<std::net::IpAddr>()) {
+                return ip == other;
+            }
+            let name = name.trim_start_matches('*');
+            match name.strip_prefix('.') {
+                Some(_) => host.ends_with(name),
+                None => host == name || host.ends_with(&format!(".{name}")),
+            }
+        })
+}
+
+fn cidr_contains(net: &str, bits: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    let (a, b, width) = match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+        (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+        _ => return false,
+    };
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    bits == 0 || (a >> shift) == (b >> shift)
+}
+
 /// An error and its sources on one line, without repeats.
 pub fn one_line(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -405,4 +524,68 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
         current = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_follows_go() {
+        let m = no_proxy_matches;
+        assert!(m("*", "api.example.com", 443));
+        assert!(m("example.com", "api.example.com", 443));
+        assert!(m("example.com", "example.com", 443));
+        assert!(!m(".example.com", "example.com", 443));
+        assert!(m("*.example.com", "api.example.com", 443));
+        assert!(!m("example.com", "notexample.com", 443));
+        assert!(m("10.0.0.0/8, other", "10.1.2.3", 6443));
+        assert!(!m("10.0.0.0/8", "11.1.2.3", 6443));
+        assert!(m("192.0.2.7", "192.0.2.7", 6443));
+        assert!(m("api.example.com:6443", "api.example.com", 6443));
+        assert!(!m("api.example.com:443", "api.example.com", 6443));
+        assert!(m("fd00::/8", "fd00::1", 443));
+        assert!(!m("", "api.example.com", 443));
+    }
+
+    #[test]
+    fn the_environment_proxy_follows_go() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let target: http::Uri = "https://api.example.com:6443".parse().unwrap();
+        let proxy = |pairs| {
+            proxy_for(&target, env(pairs))
+                .unwrap()
+                .map(|u| u.to_string())
+        };
+        assert_eq!(
+            proxy(&[("HTTPS_PROXY", "proxy.corp:3128")]).as_deref(),
+            Some("http://proxy.corp:3128/")
+        );
+        assert_eq!(
+            proxy(&[("https_proxy", "socks5://127.0.0.1:1080")]).as_deref(),
+            Some("socks5://127.0.0.1:1080/")
+        );
+        assert_eq!(
+            proxy(&[("HTTPS_PROXY", "p:1"), ("NO_PROXY", "example.com")]),
+            None
+        );
+        assert_eq!(
+            proxy(&[("HTTP_PROXY", "p:1")]),
+            None,
+            "https targets use HTTPS_PROXY"
+        );
+        let local: http::Uri = "https://127.0.0.1:6443".parse().unwrap();
+        assert_eq!(
+            proxy_for(&local, env(&[("HTTPS_PROXY", "p:1")])).unwrap(),
+            None,
+            "loopback is never proxied"
+        );
+    }
 }

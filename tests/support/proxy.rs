@@ -2,7 +2,9 @@
 //! HTTP `CONNECT` (RFC 9110 §9.3.6) in plain text or inside TLS (an `https://` proxy, with a
 //! certificate from its own CA, [`Proxy::ca_pem`]), and SOCKS5 (RFC 1928, no
 //! authentication, CONNECT only). Each records the targets of the tunnels it opened, so a
-//! test can assert that the traffic really went through it. Dropping it stops it.
+//! test can assert that the traffic really went through it. Every tunnel ends at 127.0.0.1
+//! on the requested port, whatever host was asked for, so tests can use names that resolve
+//! nowhere (and send nothing off this machine). Dropping it stops it.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::sync::{Arc, Mutex};
@@ -164,7 +166,7 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         return;
     };
-    let Ok(mut upstream) = TcpStream::connect(target).await else {
+    let Ok(mut upstream) = TcpStream::connect(loopback(target)).await else {
         let _ = client
             .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
             .await;
@@ -182,6 +184,12 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// `127.0.0.1:<port of target>`.
+fn loopback(target: &str) -> String {
+    let port = target.rsplit_once(':').map(|(_, p)| p).unwrap_or("443");
+    format!("127.0.0.1:{port}")
 }
 
 /// SOCKS5 without authentication: greeting, CONNECT request, reply, relay.
@@ -235,7 +243,7 @@ async fn socks5(mut client: TcpStream, recorded: Arc<Mutex<Vec<String>>>) {
         return;
     }
     let target = format!("{host}:{}", u16::from_be_bytes(port));
-    let Ok(mut upstream) = TcpStream::connect(&target).await else {
+    let Ok(mut upstream) = TcpStream::connect(loopback(&target)).await else {
         let _ = client.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
         return;
     };
