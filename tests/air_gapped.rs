@@ -9,7 +9,7 @@ mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use support::binary::*;
-use support::storage::{ProvisionerSpec, storage_class};
+use support::storage::{ProvisionerSpec, default_class_cluster};
 use support::{ClusterSpec, SimCluster};
 
 const SECRET: &str = "scs-kaas-check-pull-secret";
@@ -28,15 +28,9 @@ fn b64(data: &[u8]) -> String {
 }
 
 fn writing_sim() -> SimCluster {
-    let sim = SimCluster::start(ClusterSpec {
-        storage_classes: vec![
-            storage_class("standard", "cinder.csi.openstack.org")
-                .default_class()
-                .build(),
-        ],
-        provisioners: vec![ProvisionerSpec::csi("cinder.csi.openstack.org")],
-        ..Default::default()
-    });
+    let sim = SimCluster::start(default_class_cluster(ProvisionerSpec::csi(
+        "cinder.csi.openstack.org",
+    )));
     sim.register_shell_image("docker.io/library/busybox");
     sim
 }

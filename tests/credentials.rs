@@ -133,8 +133,11 @@ fn plant(sim: &SimCluster, exit: i32) -> Planted {
     }
 }
 
-/// Every subcommand with the planted files; `(name, args, extra environment)`.
-fn subcommands(p: &Planted) -> Vec<(&'static str, Vec<String>, Vec<(String, String)>)> {
+/// One subcommand's invocation: name, arguments, extra environment.
+type Invocation = (&'static str, Vec<String>, Vec<(String, String)>);
+
+/// Every subcommand with the planted files.
+fn subcommands(p: &Planted) -> Vec<Invocation> {
     let kc = p.kubeconfig.display().to_string();
     let dc = p.docker_config.display().to_string();
     let out = |name: &str| p.dir.path().join(name).display().to_string();

@@ -9,7 +9,7 @@
 mod support;
 
 use support::binary::*;
-use support::storage::{ProvisionerSpec, storage_class};
+use support::storage::{ProvisionerSpec, default_class_cluster};
 use support::{ClusterSpec, Fault, ProgramResult, SimCluster};
 
 /// Everything a hostile cluster could put into a string.
@@ -110,15 +110,10 @@ fn status_message_and_its_size() {
 
 #[test]
 fn event_message() {
-    let sim = SimCluster::start(ClusterSpec {
-        storage_classes: vec![
-            storage_class("standard", "cinder.csi.openstack.org")
-                .default_class()
-                .build(),
-        ],
-        provisioners: vec![ProvisionerSpec::broken("cinder.csi.openstack.org", HOSTILE)],
-        ..Default::default()
-    });
+    let sim = SimCluster::start(default_class_cluster(ProvisionerSpec::broken(
+        "cinder.csi.openstack.org",
+        HOSTILE,
+    )));
     let out = run_against(
         &sim,
         &[
@@ -138,15 +133,9 @@ fn event_message() {
 
 #[test]
 fn pod_log_line() {
-    let sim = SimCluster::start(ClusterSpec {
-        storage_classes: vec![
-            storage_class("standard", "cinder.csi.openstack.org")
-                .default_class()
-                .build(),
-        ],
-        provisioners: vec![ProvisionerSpec::csi("cinder.csi.openstack.org")],
-        ..Default::default()
-    });
+    let sim = SimCluster::start(default_class_cluster(ProvisionerSpec::csi(
+        "cinder.csi.openstack.org",
+    )));
     // An image whose every run prints the hostile text instead of the token.
     sim.register_program("hostile.example/shell", |_| {
         ProgramResult::ok(format!("{HOSTILE}\n"))

@@ -65,6 +65,21 @@ fn plugin(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// A kubeconfig (`kc` in `dir`) whose user runs [`plugin`] with `body` as a
+/// `client.authentication.k8s.io/v1` plugin with `interactiveMode` `mode`; returns the
+/// plugin's and the kubeconfig's paths.
+fn plugin_kubeconfig(
+    sim: &SimCluster,
+    dir: &Path,
+    body: &str,
+    mode: Option<&str>,
+) -> (PathBuf, PathBuf) {
+    let plugin = plugin(dir, body);
+    let user = exec_user(&plugin, "client.authentication.k8s.io/v1", mode);
+    let path = write(dir, "kc", &kubeconfig(sim, "", &user, "ctx"));
+    (plugin, path)
+}
+
 fn calls(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("calls"))
         .unwrap_or_default()
@@ -322,14 +337,8 @@ fn relative_paths_are_relative_to_the_kubeconfig() {
 fn exec_plugin_v1_without_interactive_mode_is_refused_naming_the_user() {
     let sim = SimCluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin(dir.path(), &credential(&sim.token(), ""));
-    let text = kubeconfig(
-        &sim,
-        "",
-        &exec_user(&plugin, "client.authentication.k8s.io/v1", None),
-        "ctx",
-    );
-    let out = run_with(&write(dir.path(), "kc", &text), &[]);
+    let (_, path) = plugin_kubeconfig(&sim, dir.path(), &credential(&sim.token(), ""), None);
+    let out = run_with(&path, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     assert!(
@@ -371,18 +380,12 @@ fn plugin_v1beta1(dir: &Path, token: &str) -> PathBuf {
 fn exec_plugin_is_told_whether_stdin_is_a_terminal() {
     let sim = SimCluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin(dir.path(), &credential(&sim.token(), ""));
-    let text = kubeconfig(
+    let (_, path) = plugin_kubeconfig(
         &sim,
-        "",
-        &exec_user(
-            &plugin,
-            "client.authentication.k8s.io/v1",
-            Some("IfAvailable"),
-        ),
-        "ctx",
+        dir.path(),
+        &credential(&sim.token(), ""),
+        Some("IfAvailable"),
     );
-    let path = write(dir.path(), "kc", &text);
     // stdin is /dev/null here: not interactive.
     let out = run_with(&path, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -412,14 +415,13 @@ fn exec_plugin_is_told_whether_stdin_is_a_terminal() {
 fn exec_plugin_always_interactive_without_a_terminal_fails_before_it_runs() {
     let sim = SimCluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin(dir.path(), &credential(&sim.token(), ""));
-    let text = kubeconfig(
+    let (_, path) = plugin_kubeconfig(
         &sim,
-        "",
-        &exec_user(&plugin, "client.authentication.k8s.io/v1", Some("Always")),
-        "ctx",
+        dir.path(),
+        &credential(&sim.token(), ""),
+        Some("Always"),
     );
-    let out = run_with(&write(dir.path(), "kc", &text), &[]);
+    let out = run_with(&path, &[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     assert!(
@@ -436,17 +438,13 @@ fn exec_plugin_always_interactive_without_a_terminal_fails_before_it_runs() {
 fn exec_plugin_failing_at_run_time_is_an_abort_naming_plugin_status_and_stderr() {
     let sim = SimCluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin(
+    let (plugin, path) = plugin_kubeconfig(
+        &sim,
         dir.path(),
         "echo 'error: refresh token expired; run `login`' >&2\nexit 4",
+        Some("Never"),
     );
-    let text = kubeconfig(
-        &sim,
-        "",
-        &exec_user(&plugin, "client.authentication.k8s.io/v1", Some("Never")),
-        "ctx",
-    );
-    let out = run_with(&write(dir.path(), "kc", &text), &[]);
+    let out = run_with(&path, &[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     let expected = format!(
@@ -471,20 +469,16 @@ fn exec_credentials_run_again_when_expired() {
     let dir = tempfile::tempdir().unwrap();
     // Already expired when returned: every request needs a fresh run (client-go re-runs an
     // expired credential before the request).
-    let plugin = plugin(
+    let (_, path) = plugin_kubeconfig(
+        &sim,
         dir.path(),
         &credential(
             &sim.token(),
             ",\"expirationTimestamp\":\"2020-01-01T00:00:00Z\"",
         ),
+        Some("Never"),
     );
-    let text = kubeconfig(
-        &sim,
-        "",
-        &exec_user(&plugin, "client.authentication.k8s.io/v1", Some("Never")),
-        "ctx",
-    );
-    let out = run_with(&write(dir.path(), "kc", &text), &[]);
+    let out = run_with(&path, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let runs = calls(dir.path()).len();
     let requests = sim.requests().len();

@@ -250,13 +250,18 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
                 return ProgramResult::fail(128, format!("unsupported volume mount {path}"));
             }
         } else if let Some(rel) = path.strip_prefix("/var/run/")
-            && let Some(cm) = volume.get("configMap")
+            && let Some((resource, source, name_key)) = [
+                ("configmaps", "configMap", "name"),
+                ("secrets", "secret", "secretName"),
+            ]
+            .into_iter()
+            .find_map(|(r, key, name)| volume.get(key).map(|v| (r, v, name)))
         {
             let target = run.join(rel);
             std::fs::create_dir_all(&target).expect("volume dir");
             let store = ctx.store.lock();
-            let Some(obj) = store.get("configmaps", &ctx.namespace, str_at(cm, "name")) else {
-                return ProgramResult::fail(128, "configmap volume not found");
+            let Some(obj) = store.get(resource, &ctx.namespace, str_at(source, name_key)) else {
+                return ProgramResult::fail(128, format!("{resource} volume not found"));
             };
             for (k, v) in obj
                 .get("data")
@@ -264,28 +269,16 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
                 .into_iter()
                 .flatten()
             {
-                std::fs::write(target.join(k), v.as_str().unwrap_or_default()).expect("file");
-            }
-        } else if let Some(rel) = path.strip_prefix("/var/run/")
-            && let Some(secret) = volume.get("secret")
-        {
-            let target = run.join(rel);
-            std::fs::create_dir_all(&target).expect("volume dir");
-            let store = ctx.store.lock();
-            let Some(obj) = store.get("secrets", &ctx.namespace, str_at(secret, "secretName"))
-            else {
-                return ProgramResult::fail(128, "secret volume not found");
-            };
-            for (k, v) in obj
-                .get("data")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().unwrap_or_default())
-                    .unwrap_or_default();
+                let text = v.as_str().unwrap_or_default();
+                // Secret data is base64; ConfigMap data is text.
+                let bytes = if resource == "secrets" {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .unwrap_or_default()
+                } else {
+                    text.as_bytes().to_vec()
+                };
                 std::fs::write(target.join(k), bytes).expect("file");
             }
         } else {
