@@ -19,6 +19,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::List(args) => list(&args),
         Command::Delete(args) => delete(args),
         Command::Gen(args) => runner::gen_manifests(args.into_config()),
+        Command::Images(args) => runner::images(args.run.into_config(), args.kubernetes_version),
         Command::Status(args) => crate::incluster::status(&args.cluster.into_options()),
         Command::Retrieve(args) => crate::incluster::retrieve(&args.into_options()),
         Command::E2e(args) => runner::run(args.into_config()),
@@ -107,9 +108,14 @@ fn delete(args: DeleteArgs) -> u8 {
             let timeout = options.request_timeout;
             let connection = match preflight::connect(subject, timeout) {
                 Ok(c) => c,
-                Err(reason) => {
+                Err(preflight::ConnectError::Config(reason)) => {
                     console::error(&reason);
                     return EXIT_USAGE;
+                }
+                Err(preflight::ConnectError::Unreachable(reason)) => {
+                    console::error(&reason);
+                    code = EXIT_ABORT;
+                    continue;
                 }
             };
             if let Err(e) = connection.server_info(timeout).await {

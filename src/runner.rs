@@ -4,12 +4,13 @@
 //! exit code. `--in-cluster` hands over to `incluster`.
 
 use crate::catalogue::{Catalogue, Testcase};
+use crate::checks::upstream_e2e;
 use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
 use crate::checks::{self, CheckContext, CheckLog, DataFiles, Options, Subject};
 use crate::cluster::config;
 use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, workload};
 use crate::console;
 use crate::outcome::{CheckOutcome, EXIT_ABORT, EXIT_OK, EXIT_USAGE, Verdict, exit_code};
 use crate::report::{RunMeta, RunReport, TestcaseResult};
@@ -76,10 +77,117 @@ fn known_checks(catalogue: &Catalogue) -> Result<(), String> {
     Ok(())
 }
 
+/// `--image-pull-secret-file`: read, checked, its credentials registered with the
+/// redactor, and set for every namespace and pod of this process.
+fn load_pull_secret(args: &RunConfig) -> Result<(), String> {
+    let Some(path) = &args.image_pull_secret else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read --image-pull-secret-file {}: {e}",
+            path.display()
+        )
+    })?;
+    let secrets = workload::docker_config_secrets(&bytes).map_err(|why| {
+        format!(
+            "--image-pull-secret-file {} is not a docker config JSON: {why}",
+            path.display()
+        )
+    })?;
+    console::register_secrets(secrets);
+    workload::use_pull_secret(bytes);
+    Ok(())
+}
+
+/// `images`: every image a run with these settings would start pods with (the in-cluster
+/// runner's with `--in-cluster`), sorted, one per line on stdout, so a mirror can be filled
+/// in advance. The conformance image follows the server version: `kubernetes_version`,
+/// else the cluster's (read from `/version`). Returns the exit code.
+pub fn images(mut args: RunConfig, kubernetes_version: Option<String>) -> u8 {
+    args.apply_image_registry();
+    let (_, _, selected) = match selection(&args) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    if args.in_cluster.in_cluster
+        && let Err(e) = crate::incluster::check_args(&args)
+    {
+        return usage_error(&e);
+    }
+    let needs_version = args.e2e.conformance_image.is_none()
+        && selected
+            .iter()
+            .any(|tc| checks::find(&tc.check).is_some_and(|c| (c.uses_e2e)(&args.e2e)));
+    let registry = args.in_cluster.image_registry.as_deref();
+    let conformance = match (&args.e2e.conformance_image, kubernetes_version) {
+        (Some(image), _) => image.clone(),
+        (None, _) if !needs_version => String::new(),
+        (None, Some(v)) => match version_arg(&v) {
+            Some(v) => upstream_e2e::default_image(&v, registry),
+            None => {
+                return usage_error(&format!(
+                    "--kubernetes-version {v:?} is not a Kubernetes version (e.g. v1.34.2)"
+                ));
+            }
+        },
+        (None, None) => {
+            let connected = tokio::runtime::Runtime::new()
+                .map_err(|e| preflight::ConnectError::Unreachable(e.to_string()))
+                .and_then(|rt| rt.block_on(preflight::connect_one(&args.cluster)));
+            match connected {
+                Ok((_, info)) => upstream_e2e::default_image(&info.git_version, registry),
+                Err(preflight::ConnectError::Config(e)) => return usage_error(&e),
+                Err(preflight::ConnectError::Unreachable(e)) => {
+                    console::error(&format!(
+                        "{e} (the conformance image follows the server version; give \
+                         --kubernetes-version or --conformance-image to list without the cluster)"
+                    ));
+                    return EXIT_ABORT;
+                }
+            }
+        }
+    };
+    let mut list = std::collections::BTreeSet::new();
+    for tc in &selected {
+        let images = checks::images(
+            &tc.check,
+            &args.workload,
+            &args.e2e,
+            &args.in_cluster.image,
+            &conformance,
+        );
+        list.extend(images.into_iter().flatten());
+    }
+    if args.in_cluster.in_cluster {
+        list.insert(args.in_cluster.image.clone());
+    }
+    for image in list {
+        println!("{}", console::terminal_line(&image));
+    }
+    EXIT_OK
+}
+
+/// A `--kubernetes-version` (`v1.34.2`, `1.34.2+k3s1`) with its `v`, when it starts with
+/// major.minor.patch.
+fn version_arg(text: &str) -> Option<String> {
+    let v = text.trim().trim_start_matches('v');
+    let core = v.split(['+', '-']).next().unwrap_or(v);
+    let parts: Vec<&str> = core.split('.').collect();
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| format!("v{v}"))
+}
+
 /// `gen`: the objects `run --in-cluster` would create with these settings, as YAML on
 /// stdout. Returns the exit code.
 pub fn gen_manifests(mut args: RunConfig) -> u8 {
     args.apply_image_registry();
+    if let Err(e) = load_pull_secret(&args) {
+        return usage_error(&e);
+    }
     let (_, _, selected) = match selection(&args) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
@@ -94,6 +202,19 @@ pub fn gen_manifests(mut args: RunConfig) -> u8 {
         .unwrap_or_else(cluster::new_run_id);
     match crate::incluster::gen_yaml(&args, &run_id, &selected) {
         Ok(text) => {
+            if let Some(path) = &args.image_pull_secret {
+                // The credentials are never printed: the Secret is created from the file.
+                println!(
+                    "# The pods reference the image pull secret {}; create it (its \
+                     credentials are not printed here) once the namespace exists:\n\
+                     #   kubectl create secret generic {} --namespace {} \
+                     --type=kubernetes.io/dockerconfigjson --from-file=.dockerconfigjson={}",
+                    workload::PULL_SECRET_NAME,
+                    workload::PULL_SECRET_NAME,
+                    cluster::namespace_name(&run_id, crate::incluster::manifests::RUNNER_PURPOSE),
+                    path.display()
+                );
+            }
             print!("{text}");
             EXIT_OK
         }
@@ -105,6 +226,9 @@ pub fn gen_manifests(mut args: RunConfig) -> u8 {
 /// Prints the verdict lines, writes the reports and returns the exit code.
 pub fn run(mut args: RunConfig) -> u8 {
     args.apply_image_registry();
+    if let Err(e) = load_pull_secret(&args) {
+        return usage_error(&e);
+    }
     let started = jiff::Timestamp::now();
     let (catalogue_name, scope_version, selected) = match selection(&args) {
         Ok(s) => s,
@@ -236,7 +360,12 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
     for subject in subjects {
         let connection = match preflight::connect(subject, timeout) {
             Ok(c) => c,
-            Err(reason) => return plan.abort_all(EXIT_USAGE, &reason),
+            Err(preflight::ConnectError::Config(reason)) => {
+                return plan.abort_all(EXIT_USAGE, &reason);
+            }
+            Err(preflight::ConnectError::Unreachable(reason)) => {
+                return plan.abort_all(EXIT_ABORT, &reason);
+            }
         };
         let info = connection
             .server_info(timeout)

@@ -77,6 +77,9 @@ pub struct RunConfig {
     /// The clusters given are one KaaS offering.
     pub offering: bool,
     pub workload: Workload,
+    /// Registry credentials (a docker config JSON) every namespace of the run gets as its
+    /// image pull secret (`--image-pull-secret-file`).
+    pub image_pull_secret: Option<PathBuf>,
     pub e2e: upstream_e2e::Settings,
     pub in_cluster: InCluster,
     /// A fixed selection (the `e2e` command) instead of the catalogue's, with its source.
@@ -103,6 +106,7 @@ impl RunConfig {
             cve_data: None,
             offering: false,
             workload: Workload::default(),
+            image_pull_secret: None,
             e2e: upstream_e2e::Settings::default(),
             in_cluster: InCluster::default(),
             selected: None,

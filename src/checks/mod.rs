@@ -127,6 +127,35 @@ pub static CHECKS: &[CheckDef] = &[
     upstream_e2e::UPSTREAM_CHECK,
 ];
 
+/// Every image check `name` starts pods with under these settings (`None` for a name no
+/// check has). `suite_image` is this suite's image (the e2e results sidecar), `conformance`
+/// the conformance image the upstream e2e runs use (it depends on the server version).
+/// This is what `images` lists; a test compares it with the pods a run starts.
+pub fn images(
+    name: &str,
+    workload: &Workload,
+    e2e: &upstream_e2e::Settings,
+    suite_image: &str,
+    conformance: &str,
+) -> Option<Vec<String>> {
+    use network_policy::Networking;
+    let agnhost = workload.agnhost_image.clone();
+    let mut images = match name {
+        "version-policy" | "node-distribution" | "cncf-conformance" | "upstream-e2e" => vec![],
+        "node-anti-affinity" => vec![workload.workload_image.clone()],
+        "default-storage-class" => vec![workload.storage_image.clone()],
+        "network-policy" if e2e.networking == Networking::E2e => vec![],
+        "network-policy" | "lb-service" => vec![agnhost],
+        "lb-ip-preservation" if workload.lb_annotations.is_empty() => vec![agnhost],
+        "lb-ip-preservation" => vec![agnhost, workload.proxy_protocol_image.clone()],
+        _ => return None,
+    };
+    if find(name).is_some_and(|def| (def.uses_e2e)(e2e)) {
+        images.extend([conformance.to_string(), suite_image.to_string()]);
+    }
+    Some(images)
+}
+
 pub fn find(name: &str) -> Option<&'static CheckDef> {
     CHECKS.iter().find(|c| c.name == name)
 }
@@ -202,7 +231,7 @@ impl CheckLog {
     }
 
     pub fn info(&self, line: impl AsRef<str>) {
-        let line = console::redact(line.as_ref());
+        let line = console::terminal_line(line.as_ref());
         console::note(&format!("[{}] {line}", self.testcase));
         let stamp = jiff::Timestamp::now().strftime("%H:%M:%S");
         self.lock().push(format!("{stamp} {line}"));

@@ -58,6 +58,11 @@ pub enum Command {
     /// Print, as YAML, every object `run --in-cluster` would create with the same flags
     /// (to review it, or to apply it by hand: GitOps, air-gapped clusters).
     Gen(Box<RunArgs>),
+    /// Print every image a run with the same flags would start pods with (one per line,
+    /// sorted), so a private mirror can be filled in advance. The conformance image
+    /// follows the server version: --kubernetes-version, else the cluster's.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Images(Box<ImagesArgs>),
     /// Show the in-cluster runs of this tool (found by the run labels) and their state.
     Status(StatusArgs),
     /// Copy the results of a finished in-cluster run into a local directory, print its
@@ -123,6 +128,21 @@ pub struct E2eArgs {
     /// Keep the namespace and RBAC after the run (for debugging).
     #[arg(long)]
     pub keep: bool,
+    /// Registry credentials for private mirrors (a docker config JSON, as for `run`): the
+    /// e2e namespace gets them as its image pull secret.
+    #[arg(long, value_name = "FILE")]
+    pub image_pull_secret_file: Option<PathBuf>,
+}
+
+/// `images`: the flags of `run`, and the server version when no cluster should be asked.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Server version for the conformance image (e.g. v1.34.2) instead of asking the
+    /// cluster's /version.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
 }
 
 /// `e2e-collect`: the results hand-off sidecar of `e2e`.
@@ -298,6 +318,7 @@ impl E2eArgs {
         run.in_cluster.run_id = self.run_id;
         run.in_cluster.image = self.image;
         run.workload.pod_start_timeout = self.pod_start_timeout;
+        run.image_pull_secret = self.image_pull_secret_file;
         let e2e = &mut run.e2e;
         e2e.networking = networking;
         e2e.focus = Some(self.focus);

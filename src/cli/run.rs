@@ -145,6 +145,15 @@ pub struct WorkloadArgs {
     /// `registry.example.com/mirror/pause:3.10`. An image flag given explicitly wins.
     #[arg(long, value_name = "PREFIX")]
     pub image_registry: Option<String>,
+    /// Registry credentials for private mirrors: a docker config JSON.
+    ///
+    /// The file `docker login` writes (~/.docker/config.json, `{"auths": {...}}`). Every
+    /// namespace the run creates gets it as Secret `scs-kaas-check-pull-secret` (type
+    /// kubernetes.io/dockerconfigjson, run labels), and every pod of the suite (checks, the
+    /// in-cluster runner, the e2e pod) references it in `imagePullSecrets`. Its credentials
+    /// are never printed (`gen` prints the command that creates the Secret instead).
+    #[arg(long, value_name = "FILE")]
+    pub image_pull_secret_file: Option<PathBuf>,
     /// How long pods may take to be scheduled and start.
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration, hide_short_help = true)]
     pub pod_start_timeout: Duration,
@@ -338,6 +347,7 @@ impl RunArgs {
                 client_ip: lb.client_ip,
                 lb_annotations: lb.lb_annotations,
             },
+            image_pull_secret: workload.image_pull_secret_file,
             e2e: checks::upstream_e2e::Settings {
                 networking: networking.networking,
                 conformance_image: e2e.conformance_image,

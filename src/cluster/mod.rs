@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod exec;
 pub mod jobs;
 pub mod objects;
 pub mod pods;
@@ -14,7 +15,7 @@ pub mod wait;
 pub mod workload;
 
 use errors::{ApiError, call};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
@@ -117,7 +118,9 @@ impl Cluster {
 
     /// Creates a namespace for `check`, labelled with the run labels and enforcing the
     /// `restricted` Pod Security profile. It is registered for cleanup before it exists, so
-    /// even a create whose answer was lost gets deleted.
+    /// even a create whose answer was lost gets deleted. When the run has registry
+    /// credentials ([`workload::use_pull_secret`]) the namespace gets them as the Secret
+    /// [`workload::PULL_SECRET_NAME`] (with the run labels), which every pod spec references.
     pub async fn scratch_namespace(&self, check: &str, purpose: &str) -> Result<String, ApiError> {
         let namespace = namespace_object(&self.run_id, check, purpose);
         let name = namespace.metadata.name.clone().unwrap_or_default();
@@ -129,6 +132,17 @@ impl Cluster {
             api.create(&PostParams::default(), &namespace),
         )
         .await?;
+        if let Some(config) = workload::pull_secret() {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name);
+            self.call(
+                &format!("create secret {name}/{}", workload::PULL_SECRET_NAME),
+                secrets.create(
+                    &PostParams::default(),
+                    &pull_secret_object(&self.run_id, check, &name, config),
+                ),
+            )
+            .await?;
+        }
         Ok(name)
     }
 
@@ -469,6 +483,20 @@ pub fn namespace_object(run_id: &str, check: &str, purpose: &str) -> Namespace {
             labels: Some(labels),
             ..Default::default()
         },
+        ..Default::default()
+    }
+}
+
+/// The Secret holding the run's registry credentials in `namespace` (type
+/// `kubernetes.io/dockerconfigjson`, named [`workload::PULL_SECRET_NAME`], run labels).
+pub fn pull_secret_object(run_id: &str, check: &str, namespace: &str, config: &[u8]) -> Secret {
+    Secret {
+        metadata: objects::labelled(workload::PULL_SECRET_NAME, Some(namespace), run_id, check),
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            k8s_openapi::ByteString(config.to_vec()),
+        )])),
         ..Default::default()
     }
 }

@@ -3,11 +3,13 @@
 
 use super::config::{ConnectOptions, Subject, one_line};
 use super::errors::{ApiError, call};
+use super::exec::{ExecAuth, ExecAuthLayer};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
+use kube::client::ClientBuilder;
 use std::time::Duration;
 
 /// What the preflight learned about a cluster.
@@ -46,14 +48,39 @@ pub struct Connection {
     pub host: String,
 }
 
-/// A client for `subject`, with the request timeout as its connect timeout. An error is a
-/// configuration problem (the context cannot make a client), named in one line.
-pub fn connect(subject: Subject, timeout: Duration) -> Result<Connection, String> {
+/// A client for `subject`, with the request timeout as its connect timeout. Runs the
+/// subject's exec credential plugin first (see [`super::exec`]): a plugin that gives no
+/// credential is [`ConnectError::Unreachable`] (authentication, ABORT), a context that
+/// cannot make a client [`ConnectError::Config`] (usage). Errors are one line each.
+pub fn connect(subject: Subject, timeout: Duration) -> Result<Connection, ConnectError> {
+    use base64::Engine;
     let host = api_host(&subject.config.cluster_url);
     let mut kube_config = subject.config;
     kube_config.connect_timeout = Some(timeout);
-    let client = Client::try_from(kube_config)
-        .map_err(|e| format!("context {:?} is unusable: {}", subject.name, one_line(&e)))?;
+    let auth = subject.exec.map(ExecAuth::new);
+    if let Some(auth) = &auth {
+        let credential = auth
+            .credential_blocking()
+            .map_err(|e| ConnectError::Unreachable(format!("context {:?}: {e}", subject.name)))?;
+        // A client certificate from the plugin is the TLS identity of this client.
+        if let Some((cert, key)) = credential.client_certificate {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            kube_config.auth_info.client_certificate_data = Some(b64.encode(cert));
+            kube_config.auth_info.client_key_data = Some(b64.encode(key).into());
+        }
+    }
+    let unusable = |e: kube::Error| {
+        ConnectError::Config(format!(
+            "context {:?} is unusable: {}",
+            subject.name,
+            one_line(&e)
+        ))
+    };
+    let builder = ClientBuilder::try_from(kube_config).map_err(unusable)?;
+    let client = match auth {
+        Some(auth) => builder.with_layer(&ExecAuthLayer(auth)).build(),
+        None => builder.build(),
+    };
     Ok(Connection {
         client,
         name: subject.name,
@@ -117,12 +144,13 @@ pub async fn write_access(client: &Client, timeout: Duration) -> WriteAccess {
     }
 }
 
-/// Why [`connect_one`] could not connect.
+/// Why [`connect`] or [`connect_one`] could not connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectError {
     /// The kubeconfig or the options are unusable (a usage error).
     Config(String),
-    /// The API server did not answer `/version` (unreachable, TLS, 401, 5xx).
+    /// No credential (an exec plugin failed) or the API server did not answer `/version`
+    /// (unreachable, TLS, 401, 5xx): the run cannot decide anything (ABORT).
     Unreachable(String),
 }
 
@@ -148,7 +176,7 @@ pub async fn connect_one(options: &ConnectOptions) -> Result<(Client, ServerInfo
         return Err(ConnectError::Config("give exactly one cluster".into()));
     };
     let timeout = options.request_timeout;
-    let connection = connect(subject, timeout).map_err(ConnectError::Config)?;
+    let connection = connect(subject, timeout)?;
     let info = connection
         .server_info(timeout)
         .await

@@ -1,14 +1,80 @@
 //! Pod templates that satisfy the `restricted` Pod Security profile, so the suite also
-//! runs on hardened clusters.
+//! runs on hardened clusters, and the image pull secret every pod of the suite references
+//! when the user gives registry credentials (private mirrors, air-gapped clusters).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Name of the Secret (type `kubernetes.io/dockerconfigjson`) that holds the registry
+/// credentials in every namespace the run creates.
+pub const PULL_SECRET_NAME: &str = "scs-kaas-check-pull-secret";
+
+/// The registry credentials of this process (`--image-pull-secret-file`): a docker config
+/// JSON (`{"auths": {...}}`). Set once at start; read by every pod spec and namespace.
+static PULL_SECRET: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Makes every pod spec built from now on reference [`PULL_SECRET_NAME`] and every scratch
+/// namespace hold it with `dockerconfigjson` as its `.dockerconfigjson`. Set once per
+/// process (the run's settings); a second call is ignored.
+pub fn use_pull_secret(dockerconfigjson: Vec<u8>) {
+    let _ = PULL_SECRET.set(dockerconfigjson);
+}
+
+/// The registry credentials set by [`use_pull_secret`].
+pub fn pull_secret() -> Option<&'static [u8]> {
+    PULL_SECRET.get().map(Vec::as_slice)
+}
+
+/// `spec` referencing the pull secret when one is set.
+fn with_pull_secret(mut spec: PodSpec, set: bool) -> PodSpec {
+    if set {
+        spec.image_pull_secrets = Some(vec![LocalObjectReference {
+            name: PULL_SECRET_NAME.into(),
+        }]);
+    }
+    spec
+}
+
+/// Checks a docker config JSON (the `.dockerconfigjson` of a Secret of type
+/// `kubernetes.io/dockerconfigjson`, e.g. `~/.docker/config.json` after `docker login`)
+/// and returns the credentials in it, for the redactor: each `auth` (and the password it
+/// encodes), `password`, `identitytoken`, `registrytoken`, and the file as base64 (as it
+/// appears in the Secret). `Err` says what is wrong, without quoting the file.
+pub fn docker_config_secrets(text: &[u8]) -> Result<Vec<String>, String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let doc: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("not JSON (line {})", e.line()))?;
+    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
+        return Err(
+            "no \"auths\" object (expected a docker config JSON such as \
+                    ~/.docker/config.json)"
+                .into(),
+        );
+    };
+    let mut secrets = vec![b64.encode(text)];
+    for entry in auths.values() {
+        for key in ["auth", "password", "identitytoken", "registrytoken"] {
+            if let Some(value) = entry.get(key).and_then(|v| v.as_str()) {
+                secrets.push(value.to_string());
+            }
+        }
+        if let Some(auth) = entry.get("auth").and_then(|v| v.as_str())
+            && let Ok(plain) = b64.decode(auth)
+            && let Some((_, password)) = String::from_utf8_lossy(&plain).split_once(':')
+        {
+            secrets.push(password.to_string());
+        }
+    }
+    Ok(secrets)
+}
 
 /// This suite's own image (the in-cluster runner, the e2e results sidecar).
 pub const DEFAULT_SUITE_IMAGE: &str = concat!(
@@ -103,8 +169,17 @@ pub fn restricted_container(name: &str, image: &str) -> Container {
 
 /// A pod spec around `containers` with the restricted pod-level security context.
 /// `fsGroup` is the run user's group, so volumes that support ownership management are
-/// writable by the non-root user (the kubelet changes their group on mount).
+/// writable by the non-root user (the kubelet changes their group on mount). References
+/// the image pull secret when the run has one ([`use_pull_secret`]): every pod the suite
+/// starts is built here.
 pub fn restricted_pod_spec(containers: Vec<Container>) -> PodSpec {
+    with_pull_secret(
+        restricted_pod_spec_without_secret(containers),
+        pull_secret().is_some(),
+    )
+}
+
+fn restricted_pod_spec_without_secret(containers: Vec<Container>) -> PodSpec {
     PodSpec {
         containers,
         automount_service_account_token: Some(false),
@@ -155,6 +230,37 @@ fn runtime_default() -> SeccompProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_secret_is_referenced_when_set() {
+        let spec = restricted_pod_spec_without_secret(vec![restricted_container("c", "img")]);
+        assert!(
+            with_pull_secret(spec.clone(), false)
+                .image_pull_secrets
+                .is_none()
+        );
+        assert_eq!(
+            with_pull_secret(spec, true).image_pull_secrets,
+            Some(vec![LocalObjectReference {
+                name: PULL_SECRET_NAME.into()
+            }])
+        );
+    }
+
+    #[test]
+    fn docker_configs_are_checked_and_their_credentials_collected() {
+        let file = br#"{"auths":{"mirror.example":{"auth":"dXNlcjpzM2NyM3QtcGFzcw==","identitytoken":"id-tok-123"}}}"#;
+        let secrets = docker_config_secrets(file).unwrap();
+        for s in ["dXNlcjpzM2NyM3QtcGFzcw==", "s3cr3t-pass", "id-tok-123"] {
+            assert!(secrets.iter().any(|x| x == s), "{s} missing: {secrets:?}");
+        }
+        assert!(docker_config_secrets(b"{}").unwrap_err().contains("auths"));
+        assert!(
+            docker_config_secrets(b"auths: x")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+    }
 
     /// The fields the restricted profile (Kubernetes Pod Security Standards) demands.
     #[test]

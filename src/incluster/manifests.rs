@@ -25,6 +25,9 @@ pub const JOB: &str = "scs-kaas-check";
 pub const DATA_CONFIGMAP: &str = "scs-kaas-check-data";
 /// Where the data files are mounted in the pod.
 pub const DATA_DIR: &str = "/var/run/scs-kaas-check/data";
+/// Where the runner pod sees the run's registry credentials (the pull secret, mounted), so
+/// that the run inside creates them in its own scratch namespaces too.
+pub const PULL_SECRET_DIR: &str = "/var/run/scs-kaas-check/pull-secret";
 /// The pod's writable scratch space (the root filesystem is read-only).
 pub const TMP_DIR: &str = "/tmp";
 pub const RESULTS_DIR: &str = "/tmp/results";
@@ -143,6 +146,12 @@ pub fn container_args(args: &RunConfig, run_id: &str) -> Vec<String> {
     for (key, _, name) in data_files(args) {
         flag(name, format!("{DATA_DIR}/{key}"));
     }
+    if args.image_pull_secret.is_some() {
+        flag(
+            "--image-pull-secret-file",
+            format!("{PULL_SECRET_DIR}/.dockerconfigjson"),
+        );
+    }
     let w = &args.workload;
     flag("--workload-image", w.workload_image.clone());
     flag("--pod-start-timeout", duration_arg(w.pod_start_timeout));
@@ -206,6 +215,16 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
     checks.sort();
     checks.dedup();
 
+    let mut cluster_rules = rbac::cluster_rules(&checks, &args.e2e);
+    if args.image_pull_secret.is_some() {
+        // The run inside puts the registry credentials into each scratch namespace.
+        cluster_rules.push(k8s_openapi::api::rbac::v1::PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["secrets".into()]),
+            verbs: vec!["create".into()],
+            ..Default::default()
+        });
+    }
     let mut data = BTreeMap::new();
     for (key, path, name) in data_files(args) {
         let text = std::fs::read_to_string(path)
@@ -246,6 +265,22 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
             ..Default::default()
         });
     }
+    if args.image_pull_secret.is_some() {
+        mounts.push(VolumeMount {
+            name: "pull-secret".into(),
+            mount_path: PULL_SECRET_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "pull-secret".into(),
+            secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+                secret_name: Some(workload::PULL_SECRET_NAME.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     container.volume_mounts = Some(mounts);
     let mut pod = workload::restricted_pod_spec(vec![container]);
     pod.automount_service_account_token = Some(true);
@@ -275,7 +310,7 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
         },
         cluster_role: ClusterRole {
             metadata: meta(&cluster_name, None, run_id),
-            rules: Some(rbac::cluster_rules(&checks, &args.e2e)),
+            rules: Some(cluster_rules),
             ..Default::default()
         },
         cluster_role_binding: cluster_role_binding(&cluster_name, run_id, RUNNER_CHECK, subject),

@@ -3,12 +3,28 @@
 //! applicable `<skipped>`, warnings are `WARNING` lines in `<system-out>`. Validates
 //! against the Jenkins xUnit `junit-10.xsd`. Testcases of an upstream suite a check ran
 //! (the e2e image's `junit_01.xml`) follow in a testsuite of their own per testcase.
+//!
+//! Strings from the cluster are data: the last pass over the document ([`finish`]) writes
+//! every attribute value and every text through [`sanitize`], so only characters XML 1.0
+//! allows remain (the others become visible escapes such as `\u{1b}`), and every `time`
+//! with three decimals. A failure message holds at most [`MESSAGE_LIMIT`] characters and
+//! a `system-out` at most [`OUTPUT_LIMIT`]; a cut says where the whole text is.
 
-use super::{RunReport, TestcaseResult, policy, requirement_name, sanitize};
+use super::{RunReport, TestcaseResult, bounded, policy, requirement_name, sanitize};
 use crate::outcome::{Status, UpstreamState, Verdict};
 use junit_report::{Report, TestCase, TestSuite};
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesCData, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
+
+/// Most characters of a `message` attribute (JUnit readers show it as one line).
+pub const MESSAGE_LIMIT: usize = 4096;
+/// Most characters of one `<system-out>`.
+pub const OUTPUT_LIMIT: usize = 65536;
+
+/// Where the whole text of `testcase`'s messages and output is.
+fn whole_text(testcase: &str) -> String {
+    format!("report.yaml and logs/{testcase}.log")
+}
 
 pub fn render(report: &RunReport) -> String {
     let mut suites: Vec<(String, Vec<&TestcaseResult>)> = Vec::new();
@@ -37,7 +53,11 @@ pub fn render(report: &RunReport) -> String {
             );
         }
         if !out.is_empty() {
-            suite.set_system_out(&sanitize(&out.join("\n")));
+            suite.set_system_out(&bounded(
+                &sanitize(&out.join("\n")),
+                OUTPUT_LIMIT,
+                "report.yaml",
+            ));
         }
         skipped_counts.push(suite.skipped());
         junit.add_testsuite(suite);
@@ -57,7 +77,7 @@ pub fn render(report: &RunReport) -> String {
         // Writing into memory cannot fail short of allocation failure.
         return String::new();
     }
-    add_properties(&xml, &properties(report), &skipped_counts)
+    finish(&xml, &properties(report), &skipped_counts)
         .unwrap_or_else(|| String::from_utf8_lossy(&xml).into_owned())
 }
 
@@ -78,7 +98,8 @@ fn testcases(result: &TestcaseResult, strict: bool) -> Vec<TestCase> {
         .iter()
         .map(|req| {
             let name = requirement_name(&tc.id, &req.id);
-            let message = sanitize(&req.message);
+            let whole = whole_text(&tc.id);
+            let message = bounded(&sanitize(&req.message), MESSAGE_LIMIT, &whole);
             let details = sanitize(&req.details.join("\n"));
             let effective = p.effective(req.status);
             let mut case = match effective {
@@ -107,7 +128,7 @@ fn testcases(result: &TestcaseResult, strict: bool) -> Vec<TestCase> {
                 out.push(details);
             }
             if !out.is_empty() {
-                case.set_system_out(&out.join("\n"));
+                case.set_system_out(&bounded(&out.join("\n"), OUTPUT_LIMIT, &whole));
             }
             case
         })
@@ -123,10 +144,11 @@ pub fn upstream_suite_name(testcase: &str) -> String {
 /// `ACCEPTED`, with the ok-to-fail reason) so nothing is hidden from JUnit readers.
 fn upstream_suite(result: &TestcaseResult) -> TestSuite {
     let mut suite = TestSuite::new(&upstream_suite_name(&result.testcase.id));
+    let whole = format!("{}/e2e.log", result.testcase.id);
     for c in &result.outcome.upstream {
         let name = sanitize(&c.name);
         let time = junit_report::Duration::seconds_f64(c.time);
-        let message = sanitize(&c.message);
+        let message = bounded(&sanitize(&c.message), MESSAGE_LIMIT, &whole);
         let mut case = match (c.state, &c.accepted) {
             (UpstreamState::Passed, _) => TestCase::success(&name, time),
             (UpstreamState::Skipped, _) => TestCase::skipped_with_cause(&name, "skipped", &message),
@@ -135,15 +157,19 @@ fn upstream_suite(result: &TestcaseResult) -> TestSuite {
                 &name,
                 time,
                 "ACCEPTED",
-                &sanitize(&format!(
-                    "accepted by the ok-to-fail list ({reason}): {}",
-                    c.message
-                )),
+                &bounded(
+                    &sanitize(&format!(
+                        "accepted by the ok-to-fail list ({reason}): {}",
+                        c.message
+                    )),
+                    MESSAGE_LIMIT,
+                    &whole,
+                ),
             ),
         };
         case.set_classname(&sanitize(&c.classname));
         if !c.text.is_empty() {
-            case.set_system_out(&sanitize(&c.text));
+            case.set_system_out(&bounded(&sanitize(&c.text), OUTPUT_LIMIT, &whole));
         }
         suite.add_testcase(case);
     }
@@ -179,13 +205,10 @@ fn properties(report: &RunReport) -> Vec<(&'static str, String)> {
     props
 }
 
-/// junit-report writes neither `<properties>` nor the `skipped` count of a suite; add both
-/// to each `<testsuite>` while copying the document.
-fn add_properties(
-    xml: &[u8],
-    props: &[(&'static str, String)],
-    skipped: &[usize],
-) -> Option<String> {
+/// The last pass over junit-report's document: adds `<properties>` and the `skipped` count
+/// to each `<testsuite>` (junit-report writes neither), writes every attribute value and
+/// text through [`sanitize`] and every `time` with at most three decimals.
+fn finish(xml: &[u8], props: &[(&'static str, String)], skipped: &[usize]) -> Option<String> {
     let mut reader = Reader::from_reader(xml);
     let mut writer = Writer::new(Vec::new());
     let mut buf = Vec::new();
@@ -195,24 +218,62 @@ fn add_properties(
         match event {
             Event::Eof => break,
             Event::Start(start) if start.name().as_ref() == b"testsuite" => {
-                let start = with_skipped(&start, skipped.get(suite_index).copied());
+                let start = with_skipped(&clean_start(&start)?, skipped.get(suite_index).copied());
                 suite_index += 1;
                 writer.write_event(Event::Start(start)).ok()?;
                 write_properties(&mut writer, props)?;
             }
             Event::Empty(start) if start.name().as_ref() == b"testsuite" => {
-                let start = with_skipped(&start, skipped.get(suite_index).copied());
+                let start = with_skipped(&clean_start(&start)?, skipped.get(suite_index).copied());
                 suite_index += 1;
                 let end = start.to_end().into_owned();
                 writer.write_event(Event::Start(start)).ok()?;
                 write_properties(&mut writer, props)?;
                 writer.write_event(Event::End(end)).ok()?;
             }
+            Event::Start(start) => writer
+                .write_event(Event::Start(clean_start(&start)?))
+                .ok()?,
+            Event::Empty(start) => writer
+                .write_event(Event::Empty(clean_start(&start)?))
+                .ok()?,
+            Event::Text(text) => {
+                let raw = String::from_utf8_lossy(&text).into_owned();
+                let value = quick_xml::escape::unescape(&raw).ok()?;
+                writer
+                    .write_event(Event::Text(BytesText::new(&sanitize(&value))))
+                    .ok()?
+            }
+            Event::CData(data) => {
+                let value = String::from_utf8_lossy(&data).into_owned();
+                writer
+                    .write_event(Event::CData(BytesCData::new(sanitize(&value))))
+                    .ok()?
+            }
             other => writer.write_event(other).ok()?,
         }
         buf.clear();
     }
     String::from_utf8(writer.into_inner()).ok()
+}
+
+/// `start` with every attribute value sanitized and `time` rounded to milliseconds.
+fn clean_start(start: &BytesStart<'_>) -> Option<BytesStart<'static>> {
+    let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+    let mut clean = BytesStart::new(name);
+    for attribute in start.attributes() {
+        let attribute = attribute.ok()?;
+        let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
+        let value = attribute
+            .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+            .ok()?;
+        let value = match key.as_str() {
+            "time" => format!("{:.3}", value.parse::<f64>().unwrap_or(0.0).max(0.0)),
+            _ => sanitize(&value),
+        };
+        clean.push_attribute((key.as_str(), value.as_str()));
+    }
+    Some(clean)
 }
 
 fn with_skipped(start: &BytesStart<'_>, skipped: Option<usize>) -> BytesStart<'static> {

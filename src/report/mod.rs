@@ -139,11 +139,24 @@ pub fn requirement_name(testcase: &str, requirement: &str) -> String {
     }
 }
 
-/// Text safe inside XML CDATA and attribute values: no control characters, no `]]>`.
+/// Text safe inside XML CDATA and attribute values: redacted, every character XML 1.0
+/// forbids (C0 controls but tab and line feed, U+FFFE, U+FFFF) and every terminal control
+/// character written as a visible escape (`\u{1b}`), and no `]]>`.
 pub fn sanitize(text: &str) -> String {
-    crate::console::redact(text)
-        .chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
-        .collect::<String>()
-        .replace("]]>", "]] >")
+    crate::console::escape_controls(&crate::console::redact(text), true).replace("]]>", "]] >")
+}
+
+/// `text` cut to at most `limit` characters; a cut ends with a line saying how much was
+/// left out and where the whole text is (`rest`, e.g. `logs/<testcase>.log`).
+pub fn bounded(text: &str, limit: usize, rest: &str) -> String {
+    let total = text.chars().count();
+    if total <= limit {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(limit).collect();
+    cut.push_str(&format!(
+        "\n[... {} more characters; the whole text is in {rest}]",
+        total - limit
+    ));
+    cut
 }

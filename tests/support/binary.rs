@@ -239,11 +239,19 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Validates JUnit against `../shared/schemas/junit-10.xsd` with xmllint. The shared copy
-/// opens with a comment that itself contains `--` (not well-formed XML), so the schema is
-/// validated from a copy with that leading comment removed; its definitions are unchanged.
+/// Validates JUnit against `../shared/schemas/junit-10.xsd` with xmllint (the nearest
+/// `shared/` beside the crate or an ancestor: a git worktree sits one level deeper). The
+/// shared copy opens with a comment that itself contains `--` (not well-formed XML), so the
+/// schema is validated from a copy with that leading comment removed; its definitions are
+/// unchanged.
 pub fn assert_valid_junit(xml_path: &Path) {
-    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/junit-10.xsd");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let xsd = crate_dir
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join("shared/schemas/junit-10.xsd"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| crate_dir.join("../shared/schemas/junit-10.xsd"));
     let text = std::fs::read_to_string(&xsd)
         .unwrap_or_else(|e| panic!("schema {} is needed for this test: {e}", xsd.display()));
     let cleaned = strip_comments(&text);

@@ -8,7 +8,7 @@
 //! - [`register_suite_image`]: the kubelet runs the REAL binary for containers of the suite's
 //!   image, as a pod gets it: `KUBERNETES_SERVICE_HOST`/`_PORT` pointing at the simulator,
 //!   the service account token, `ca.crt` and `namespace` at
-//!   `/var/run/secrets/kubernetes.io/serviceaccount/`, configMap volumes at their mount
+//!   `/var/run/secrets/kubernetes.io/serviceaccount/`, configMap and secret volumes at their mount
 //!   paths under `/var/run`, emptyDirs at `/tmp` or under it (one directory per pod and
 //!   volume, shared by the pod's containers: [`empty_dir`]). The paths are provided in a private
 //!   mount namespace (bind mounts over `/var/run` and `/tmp` that only the child sees;
@@ -250,13 +250,18 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
                 return ProgramResult::fail(128, format!("unsupported volume mount {path}"));
             }
         } else if let Some(rel) = path.strip_prefix("/var/run/")
-            && let Some(cm) = volume.get("configMap")
+            && let Some((resource, source, name_key)) = [
+                ("configmaps", "configMap", "name"),
+                ("secrets", "secret", "secretName"),
+            ]
+            .into_iter()
+            .find_map(|(r, key, name)| volume.get(key).map(|v| (r, v, name)))
         {
             let target = run.join(rel);
             std::fs::create_dir_all(&target).expect("volume dir");
             let store = ctx.store.lock();
-            let Some(obj) = store.get("configmaps", &ctx.namespace, str_at(cm, "name")) else {
-                return ProgramResult::fail(128, "configmap volume not found");
+            let Some(obj) = store.get(resource, &ctx.namespace, str_at(source, name_key)) else {
+                return ProgramResult::fail(128, format!("{resource} volume not found"));
             };
             for (k, v) in obj
                 .get("data")
@@ -264,7 +269,17 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
                 .into_iter()
                 .flatten()
             {
-                std::fs::write(target.join(k), v.as_str().unwrap_or_default()).expect("file");
+                let text = v.as_str().unwrap_or_default();
+                // Secret data is base64; ConfigMap data is text.
+                let bytes = if resource == "secrets" {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .unwrap_or_default()
+                } else {
+                    text.as_bytes().to_vec()
+                };
+                std::fs::write(target.join(k), bytes).expect("file");
             }
         } else {
             return ProgramResult::fail(128, format!("unsupported volume mount {path}"));

@@ -42,6 +42,7 @@ mod controllers;
 pub mod incluster;
 pub mod loadbalancer;
 mod network;
+pub mod proxy;
 mod resources;
 mod selectors;
 mod server;

@@ -252,7 +252,14 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let full_path = req.uri().path().to_string();
+    let prefix = shared.spec.path_prefix.as_str();
+    let path = match full_path.strip_prefix(prefix) {
+        Some(rest) if !prefix.is_empty() && rest.starts_with('/') => rest.to_string(),
+        _ if prefix.is_empty() => full_path.clone(),
+        // Outside the prefix nothing is served (the proxy in front answers 404).
+        _ => "/__outside-the-path-prefix__".to_string(),
+    };
     let query_str = req.uri().query().unwrap_or("").to_string();
     let query = parse_query(&query_str);
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
@@ -300,6 +307,11 @@ pub(super) async fn handle(
         Some(Fault::Status { code, .. }) => {
             push(record, code);
             return Ok(error_response(&ApiError::for_code(code)));
+        }
+        Some(Fault::StatusMessage { code, message, .. }) => {
+            push(record, code);
+            let reason = ApiError::for_code(code).reason;
+            return Ok(error_response(&ApiError::new(code, reason, message)));
         }
         None => {}
     }

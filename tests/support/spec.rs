@@ -37,6 +37,9 @@ pub struct ClusterSpec {
     /// The cloud controller's load balancers for `type: LoadBalancer` Services
     /// (see `loadbalancer.rs`); `None`: no cloud controller, such Services stay pending.
     pub cloud_lb: Option<super::loadbalancer::CloudLb>,
+    /// A path prefix the API is served under, as behind Rancher's proxy
+    /// (`/k8s/clusters/c-xxxxx`); requests without it get 404. Empty: none.
+    pub path_prefix: String,
 }
 
 impl Default for ClusterSpec {
@@ -71,6 +74,7 @@ impl Default for ClusterSpec {
             provisioners: vec![],
             network: Default::default(),
             cloud_lb: None,
+            path_prefix: String::new(),
         }
     }
 }
@@ -82,12 +86,20 @@ pub enum Fault {
     Status { path_prefix: String, code: u16 },
     /// Accept the request and never answer.
     Hang { path_prefix: String },
+    /// Like `Status`, with this `message` in the Status object.
+    StatusMessage {
+        path_prefix: String,
+        code: u16,
+        message: String,
+    },
 }
 
 impl Fault {
     pub fn path_prefix(&self) -> &str {
         match self {
-            Fault::Status { path_prefix, .. } | Fault::Hang { path_prefix } => path_prefix,
+            Fault::Status { path_prefix, .. }
+            | Fault::Hang { path_prefix }
+            | Fault::StatusMessage { path_prefix, .. } => path_prefix,
         }
     }
 }

@@ -112,6 +112,19 @@ impl ProvisionerSpec {
 }
 
 /// A StorageClass object.
+/// A cluster whose only (and default) StorageClass `standard` is served by `provisioner`.
+pub fn default_class_cluster(provisioner: ProvisionerSpec) -> super::ClusterSpec {
+    super::ClusterSpec {
+        storage_classes: vec![
+            storage_class("standard", &provisioner.name)
+                .default_class()
+                .build(),
+        ],
+        provisioners: vec![provisioner],
+        ..Default::default()
+    }
+}
+
 pub fn storage_class(name: &str, provisioner: &str) -> StorageClassBuilder {
     StorageClassBuilder(json!({
         "apiVersion": "storage.k8s.io/v1",
