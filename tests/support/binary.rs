@@ -56,12 +56,36 @@ impl Output {
         self.file("report.yaml")
     }
 
-    /// The `ERROR ...` lines of stderr.
+    /// The `ERROR: ...` lines of stderr (a requirement failed or could not be decided).
     pub fn errors(&self) -> Vec<&str> {
         self.stderr
             .lines()
-            .filter(|l| l.starts_with("ERROR"))
+            .filter(|l| l.starts_with("ERROR: "))
             .collect()
+    }
+
+    /// The `WARNING: ...` lines of stderr.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("WARNING: "))
+            .collect()
+    }
+
+    /// The `CRITICAL: ...` lines of stderr (the command could not run).
+    pub fn criticals(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("CRITICAL: "))
+            .collect()
+    }
+
+    /// The one `CRITICAL:` line, without its prefix; panics unless there is exactly one.
+    pub fn critical(&self) -> &str {
+        match self.criticals()[..] {
+            [line] => &line["CRITICAL: ".len()..],
+            _ => panic!("expected one CRITICAL line:\n{}", self.stderr),
+        }
     }
 
     /// No panic, no backtrace: bad input must end in a clean message.
@@ -239,11 +263,18 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Validates JUnit against `../shared/schemas/junit-10.xsd` with xmllint. The shared copy
-/// opens with a comment that itself contains `--` (not well-formed XML), so the schema is
-/// validated from a copy with that leading comment removed; its definitions are unchanged.
+/// Validates JUnit against `shared/schemas/junit-10.xsd` (in the nearest ancestor of the
+/// crate that has it: `../shared` for a checkout beside it, `../../shared` for a worktree
+/// under `wt/`) with xmllint. The shared copy opens with a comment that itself contains
+/// `--` (not well-formed XML), so the schema is validated from a copy with that leading
+/// comment removed; its definitions are unchanged.
 pub fn assert_valid_junit(xml_path: &Path) {
-    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/junit-10.xsd");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let xsd = crate_dir
+        .ancestors()
+        .map(|d| d.join("shared/schemas/junit-10.xsd"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| crate_dir.join("../shared/schemas/junit-10.xsd"));
     let text = std::fs::read_to_string(&xsd)
         .unwrap_or_else(|e| panic!("schema {} is needed for this test: {e}", xsd.display()));
     let cleaned = strip_comments(&text);

@@ -43,6 +43,7 @@ pub mod incluster;
 pub mod loadbalancer;
 mod network;
 mod resources;
+pub mod scs;
 mod selectors;
 mod server;
 mod spec;
