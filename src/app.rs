@@ -36,11 +36,10 @@ fn list(args: &ListArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let date = args.catalogue.reference_date.unwrap_or_else(|| {
-        jiff::Timestamp::now()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .date()
-    });
+    let date = args
+        .catalogue
+        .reference_date
+        .unwrap_or_else(crate::settings::today_utc);
     let scope = match catalogue.scope(args.catalogue.scope_version.as_deref(), date) {
         Ok(v) => v,
         Err(e) => {

@@ -114,11 +114,8 @@ fn policy(tc: &Testcase, strict: bool) -> Policy {
 
 /// The reference date: `--reference-date`, else today (UTC).
 fn reference_date(args: &RunConfig) -> jiff::civil::Date {
-    args.reference_date.unwrap_or_else(|| {
-        jiff::Timestamp::now()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .date()
-    })
+    args.reference_date
+        .unwrap_or_else(crate::settings::today_utc)
 }
 
 /// `gen`: the objects `run --in-cluster` would create with these settings, as YAML on

@@ -9,6 +9,14 @@ use crate::cluster::workload::{DEFAULT_SUITE_IMAGE, with_registry};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Today's date in UTC: the default reference date (of the version policy and of the
+/// catalogue's timeline).
+pub fn today_utc() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
 /// Which catalogue and scope version the testcases come from.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogueChoice {

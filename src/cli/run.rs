@@ -127,7 +127,8 @@ pub struct OutputArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = VERSION_DATA)]
 pub struct VersionDataArgs {
-    /// Date the version policy is judged at (default: today, UTC).
+    /// Date the version policy is judged at, and whose catalogue timeline entry picks the
+    /// scope version in force (default: today, UTC).
     ///
     /// Makes results reproducible.
     #[arg(long, value_name = "YYYY-MM-DD")]
