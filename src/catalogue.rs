@@ -572,6 +572,18 @@ versions:
         assert_eq!(c.validity("v2", date("2026-01-15")), Validity::Draft);
         assert_eq!(c.in_force(date("2026-03-01")).unwrap().version, "v2");
         assert_eq!(c.validity("v1", date("2026-03-01")), Validity::Deprecated);
+        // A version about to expire (`warn`) can still be certified against.
+        let warned = SMALL.replace("      v1: deprecated", "      v1: warn");
+        let c2 = Catalogue::parse(&warned, "c.yaml").unwrap();
+        assert_eq!(
+            c2.in_force(date("2026-03-01")).unwrap().version,
+            "v2",
+            "newest wins"
+        );
+        let only_v1 = warned.replace("      v2: effective\n", "      v2: draft\n");
+        let c3 = Catalogue::parse(&only_v1, "c.yaml").unwrap();
+        assert_eq!(c3.in_force(date("2026-03-01")).unwrap().version, "v1");
+        assert_eq!(c3.validity("v1", date("2026-03-01")), Validity::Warn);
         // Before the first entry nothing is in force.
         let err = c.in_force(date("2024-01-01")).unwrap_err();
         assert!(

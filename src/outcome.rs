@@ -296,6 +296,21 @@ mod tests {
     }
 
     #[test]
+    fn exit_codes() {
+        use Verdict::*;
+        assert_eq!(exit_code([Pass, Skipped]), EXIT_OK);
+        assert_eq!(exit_code([]), EXIT_OK);
+        assert_eq!(
+            exit_code([Pass, NotImplemented]),
+            EXIT_ABORT,
+            "never a pass"
+        );
+        assert_eq!(exit_code([Abort, Pass]), EXIT_ABORT);
+        assert_eq!(exit_code([NotImplemented, Abort, Fail]), EXIT_FAIL);
+        assert!(!NotImplemented.printed() && !Skipped.printed() && Abort.printed());
+    }
+
+    #[test]
     fn fail_wins_over_abort() {
         let o = outcome(&[Status::Pass, Status::Abort, Status::Fail]);
         assert_eq!(o.verdict(MANDATORY), Verdict::Fail);

@@ -38,6 +38,29 @@ impl Plan {
     fn counts(&self, tc: &Testcase) -> bool {
         self.counted.contains(&tc.id)
     }
+
+    /// Which selected testcases are the certificate's and which are beside it (with their
+    /// target, and whether they count all the same), for the top of the run.
+    fn selection_line(&self) -> String {
+        let (certificate, beside): (Vec<&Testcase>, Vec<&Testcase>) =
+            self.selected.iter().partition(|t| t.certificate());
+        let mut parts = Vec::new();
+        if !certificate.is_empty() {
+            let ids: Vec<&str> = certificate.iter().map(|t| t.id.as_str()).collect();
+            parts.push(format!("the certificate (target main): {}", ids.join(", ")));
+        }
+        if !beside.is_empty() {
+            let ids: Vec<String> = beside
+                .iter()
+                .map(|t| {
+                    let counted = if self.counts(t) { ", counted" } else { "" };
+                    format!("{} ({}{counted})", t.id, t.target)
+                })
+                .collect();
+            parts.push(format!("beside the certificate: {}", ids.join(", ")));
+        }
+        format!("selected: {}", parts.join("; "))
+    }
 }
 
 /// The ok-to-fail list of upstream e2e failures: `--ok-to-fail` or the built-in one.
@@ -366,6 +389,7 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         plan.meta.scope_version,
         plan.meta.reference_date
     ));
+    console::note(&plan.selection_line());
 
     let writes = plan
         .selected

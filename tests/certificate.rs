@@ -123,6 +123,15 @@ fn failures_beside_the_certificate_are_shown_but_do_not_fail_it() {
         "target extension (beside the certificate, not counted in the exit code): FAIL: \
          2 passed, 2 failed (default-storage-class-check, lb-service-check)"
     );
+    // The run says so from its start, too.
+    assert_eq!(
+        line_with(&out, "selected: "),
+        "selected: the certificate (target main): cncf-k8s-conformance, \
+         version-policy-check, kaas-networking-check; beside the certificate: \
+         node-distribution-check (preview), node-anti-affinity-check (extension), \
+         default-storage-class-check (extension), lb-service-check (extension), \
+         lb-ip-preservation-check (extension)"
+    );
     assert_eq!(
         line_with(&out, "target preview"),
         "target preview (beside the certificate, not counted in the exit code): PASS: 1 passed"
@@ -179,6 +188,10 @@ fn failures_beside_the_certificate_are_shown_but_do_not_fail_it() {
     // ... and when the failing testcase is named.
     let named = run(&sim, &["default-storage-class-check"]);
     assert_eq!(named.code, 1, "{}", named.stderr);
+    assert_eq!(
+        line_with(&named, "selected: "),
+        "selected: beside the certificate: default-storage-class-check (extension, counted)"
+    );
     assert_eq!(named.stdout, "default-storage-class-check: FAIL\n");
 }
 
