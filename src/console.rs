@@ -78,8 +78,9 @@ fn uncounted(text: &str) -> String {
         .join("\n")
 }
 
-/// `<prefix>: <subject>: <message>` (or `<prefix>: <message>`) as one line.
-fn one_line(prefix: &str, subject: &str, message: &str) -> String {
+/// `<prefix>: <subject>: <message>` (or `<prefix>: <message>`) as one line: the message's
+/// line breaks become ` / `. Not redacted.
+pub fn one_line(prefix: &str, subject: &str, message: &str) -> String {
     let message: Vec<&str> = message
         .lines()
         .map(str::trim)

@@ -549,12 +549,8 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
             .iter()
             .flat_map(|r| r.diagnostics())
             .map(|(severity, name, message)| {
-                let prefix = match severity {
-                    Severity::Error => "ERROR",
-                    Severity::Warning => "WARNING",
-                };
-                let message: Vec<&str> = message.lines().collect();
-                format!("{prefix}: {name}: {}\n", message.join(" / "))
+                let line = console::one_line(severity.prefix(), &name, message);
+                console::redact(&line) + "\n"
             })
             .collect();
         match crate::incluster::export_results(

@@ -131,6 +131,16 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    /// The line's prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Warning => "WARNING",
+        }
+    }
+}
+
 pub struct RunReport {
     pub meta: RunMeta,
     pub results: Vec<TestcaseResult>,
