@@ -1,14 +1,14 @@
 //! Dispatch of the parsed command line, and the small subcommands `list` and `delete`
 //! (`run` and `gen` are in `runner`, the in-cluster commands in `incluster`).
 
-use crate::catalogue::Catalogue;
-use crate::checks::upstream_e2e::collect;
+use crate::catalogue::{Catalogue, Testcase};
+use crate::checks::{self, upstream_e2e::collect};
 use crate::cli::{Cli, Command, DeleteArgs, ListArgs, ListFormat};
 use crate::cluster::Cluster;
 use crate::cluster::config;
 use crate::cluster::preflight;
 use crate::console;
-use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE, Level};
 use crate::runner;
 
 /// Runs the parsed command; returns the process exit code.
@@ -27,53 +27,108 @@ pub fn main(cli: Cli) -> u8 {
     }
 }
 
+/// `list`: every testcase of the scope version with its module, target, whether it counts
+/// for the certificate, and the check of this binary that implements it.
 fn list(args: &ListArgs) -> u8 {
     let catalogue = match Catalogue::load(args.catalogue.catalogue.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            console::error(&e.to_string());
+            console::critical(&e.to_string());
             return EXIT_USAGE;
         }
     };
-    let scope = match catalogue.version(args.catalogue.scope_version.as_deref()) {
+    let date = args
+        .catalogue
+        .reference_date
+        .unwrap_or_else(crate::settings::today_utc);
+    let scope = match catalogue.scope(args.catalogue.scope_version.as_deref(), date) {
         Ok(v) => v,
         Err(e) => {
-            console::error(&e);
+            console::critical(&e);
             return EXIT_USAGE;
         }
     };
-    let testcases = scope.testcases();
+    let implemented = |t: &Testcase| checks::implementing(&t.id);
     let text = match args.format {
         ListFormat::Json => {
             let doc = serde_json::json!({
                 "catalogue": catalogue.name,
                 "scope_version": scope.version,
-                "testcases": testcases.iter().map(|t| serde_json::json!({
+                "validity": scope.validity,
+                "reference_date": date.to_string(),
+                "testcases": scope.testcases.iter().map(|t| serde_json::json!({
                     "id": t.id,
-                    "standard": t.standard,
-                    "level": t.level,
-                    "check": t.check,
+                    "module": t.module,
+                    "module_name": t.module_name,
+                    "target": t.target,
+                    "certificate": t.certificate(),
+                    "check": implemented(t).map(|i| i.check.name),
+                    "level": implemented(t).map(|i| i.level),
                     "description": t.description,
+                    "url": t.url,
+                    "section": t.section,
+                    "lifetime": t.lifetime,
                 })).collect::<Vec<_>>(),
             });
             serde_json::to_string_pretty(&doc).unwrap_or_default()
         }
         ListFormat::Text => {
-            let width = |f: fn(&crate::catalogue::Testcase) -> usize| {
-                testcases.iter().map(f).max().unwrap_or(0)
-            };
-            let (w_id, w_std) = (width(|t| t.id.len()), width(|t| t.standard.len()));
-            testcases
+            let rows: Vec<[String; 5]> = scope
+                .testcases
                 .iter()
                 .map(|t| {
-                    format!(
-                        "{:w_id$}  {:w_std$}  {:13}  {}",
-                        t.id,
-                        t.standard,
-                        t.level.as_str(),
-                        t.description
-                    )
+                    let counts = if t.certificate() {
+                        "certificate"
+                    } else {
+                        "beside"
+                    };
+                    let check = match implemented(t) {
+                        Some(i) if i.level == Level::Mandatory => i.check.name.to_string(),
+                        Some(i) => format!("{} ({})", i.check.name, i.level.as_str()),
+                        None => "not-implemented".to_string(),
+                    };
+                    [
+                        t.id.clone(),
+                        t.module.clone(),
+                        t.target.clone(),
+                        counts.to_string(),
+                        check,
+                    ]
                 })
+                .collect();
+            let header = ["TESTCASE", "MODULE", "TARGET", "COUNTS", "CHECK"].map(String::from);
+            let widths: Vec<usize> = (0..5)
+                .map(|i| {
+                    rows.iter()
+                        .chain([&header])
+                        .map(|r| r[i].len())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |r: &[String; 5], description: &str| {
+                let cells: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:w$}"))
+                    .collect();
+                format!("{}  {description}", cells.join("  "))
+                    .trim_end()
+                    .to_string()
+            };
+            let title = format!(
+                "{} {} ({} on {date}; target main is the certificate)",
+                catalogue.name,
+                scope.version,
+                scope.validity.as_str()
+            );
+            std::iter::once(title)
+                .chain(std::iter::once(line(&header, "DESCRIPTION")))
+                .chain(
+                    rows.iter()
+                        .zip(&scope.testcases)
+                        .map(|(r, t)| line(r, &t.description)),
+                )
                 .collect::<Vec<_>>()
                 .join("\n")
         }
@@ -88,7 +143,7 @@ fn delete(args: DeleteArgs) -> u8 {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            console::error(&format!("cannot start the async runtime: {e}"));
+            console::critical(&format!("cannot start the async runtime: {e}"));
             return EXIT_ABORT;
         }
     };
@@ -96,7 +151,7 @@ fn delete(args: DeleteArgs) -> u8 {
         let subjects = match config::resolve(&options).await {
             Ok(s) => s,
             Err(e) => {
-                console::error(&e.to_string());
+                console::critical(&e.to_string());
                 return EXIT_USAGE;
             }
         };
@@ -109,17 +164,17 @@ fn delete(args: DeleteArgs) -> u8 {
             let connection = match preflight::connect(subject, timeout) {
                 Ok(c) => c,
                 Err(preflight::ConnectError::Config(reason)) => {
-                    console::error(&reason);
+                    console::critical(&reason);
                     return EXIT_USAGE;
                 }
                 Err(preflight::ConnectError::Unreachable(reason)) => {
-                    console::error(&reason);
+                    console::critical(&reason);
                     code = EXIT_ABORT;
                     continue;
                 }
             };
             if let Err(e) = connection.server_info(timeout).await {
-                console::error(&e.to_string());
+                console::critical(&e.to_string());
                 code = EXIT_ABORT;
                 continue;
             }
@@ -143,7 +198,7 @@ fn delete(args: DeleteArgs) -> u8 {
                     .iter()
                     .for_each(|l| console::note(&format!("{}: {l}", name))),
                 Err(e) => {
-                    console::error(&e.to_string());
+                    console::problem(&e.to_string());
                     code = EXIT_ABORT;
                 }
             }

@@ -3,6 +3,15 @@
 //! escaped), so credentials never reach the terminal and strings from the cluster cannot
 //! move the cursor, recolour the screen or start a second line that reads like a verdict or
 //! an `ERROR`.
+//!
+//! SCS's compliance runner counts every line beginning (case-insensitively) with `error`
+//! or `critical` as an error, and its compliance monitor shows only verdict lines and
+//! stderr lines beginning with `WARNIN` or `ERROR:`. So only these begin that way:
+//! [`error`] (`ERROR: <testcase>/<requirement>: <message>`: a requirement failed or could
+//! not be decided), [`warning`] (`WARNING: ...`: a broken recommendation) and [`critical`]
+//! (`CRITICAL: ...`: the command cannot run). The tool's own problems that decide no
+//! testcase are [`problem`] (`PROBLEM: ...`) and [`caution`] (`CAUTION: ...`); [`note`]
+//! indents any other line that would begin with one of the counted words.
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -45,17 +54,85 @@ pub fn verdict(testcase: &str, verdict: &str) {
 
 /// A line for humans on stderr.
 pub fn note(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{}", terminal_line(line));
+    emit(&uncounted(&terminal_line(line)));
 }
 
-/// A warning on stderr (`WARNING ...`).
-pub fn warn(line: &str) {
-    note(&format!("WARNING {line}"));
+fn emit(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// An error on stderr (`ERROR ...`), counted by the SCS compliance runner.
-pub fn error(line: &str) {
-    note(&format!("ERROR {line}"));
+/// `text` with every line that SCS's runner would count (beginning with `error`,
+/// `critical` or `warnin`, in any case) indented, so that only the functions below make
+/// such lines.
+fn uncounted(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            let lower = line.to_ascii_lowercase();
+            if ["error", "critical", "warnin"]
+                .iter()
+                .any(|w| lower.starts_with(w))
+            {
+                format!("  {line}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `<prefix>: <subject>: <message>` (or `<prefix>: <message>`) as one line: the message's
+/// line breaks become ` / `. Not redacted.
+pub fn one_line(prefix: &str, subject: &str, message: &str) -> String {
+    let message: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let message = message.join(" / ");
+    if subject.is_empty() {
+        format!("{prefix}: {message}")
+    } else {
+        format!("{prefix}: {subject}: {message}")
+    }
+}
+
+/// `ERROR: <subject>: <message>`: a requirement (`<testcase>/<requirement>`) failed or
+/// could not be decided. Counted by SCS's runner, shown by its compliance monitor.
+pub fn error(subject: &str, message: &str) {
+    emit(&terminal_line(&one_line("ERROR", subject, message)));
+}
+
+/// `WARNING: <subject>: <message>`: a broken recommendation. Shown by SCS's compliance
+/// monitor, not counted as an error.
+pub fn warning(subject: &str, message: &str) {
+    emit(&terminal_line(&one_line("WARNING", subject, message)));
+}
+
+/// `CRITICAL: <reason>`: the command cannot run (to completion). SCS's runner counts it.
+pub fn critical(reason: &str) {
+    emit(&terminal_line(&one_line("CRITICAL", "", reason)));
+}
+
+/// `PROBLEM: <line>`: something of the tool's own went wrong (reports not written, results
+/// not stored) without deciding any testcase; not counted by SCS's runner.
+pub fn problem(line: &str) {
+    note(&format!("PROBLEM: {line}"));
+}
+
+/// `CAUTION: <line>`: something the user should know (a fallback, a cleanup that did not
+/// finish, a signal received); not counted by SCS's runner.
+pub fn caution(line: &str) {
+    note(&format!("CAUTION: {line}"));
+}
+
+/// Relays one diagnostic line another run of this tool printed (an in-cluster run's
+/// `ERROR:` or `WARNING:` line) as it was; other lines are ignored.
+pub fn relay_diagnostic(line: &str) {
+    let line = line.trim_end();
+    if !line.contains('\n') && (line.starts_with("ERROR: ") || line.starts_with("WARNING: ")) {
+        emit(&terminal_line(line));
+    }
 }
 
 /// What every line printed to a terminal goes through: [`redact`], then [`escape_controls`]
@@ -125,5 +202,21 @@ mod tests {
             "Bearer [REDACTED] was rejected"
         );
         assert_eq!(redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn only_diagnostics_begin_with_counted_words() {
+        assert_eq!(
+            uncounted("Error from server\nok\nwarning: x\nCRITICAL y"),
+            "  Error from server\nok\n  warning: x\n  CRITICAL y"
+        );
+        assert_eq!(
+            one_line("ERROR", "tc/req", "first\n\n  error: second\n"),
+            "ERROR: tc/req: first / error: second"
+        );
+        assert_eq!(
+            one_line("CRITICAL", "", "no kubeconfig"),
+            "CRITICAL: no kubeconfig"
+        );
     }
 }

@@ -1,7 +1,8 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = scs_kaas_check::cli::Cli::parse();
-    ExitCode::from(scs_kaas_check::app::main(cli))
+    match scs_kaas_check::cli::parse() {
+        Ok(cli) => ExitCode::from(scs_kaas_check::app::main(cli)),
+        Err(code) => ExitCode::from(code),
+    }
 }

@@ -146,6 +146,10 @@ pub enum Verdict {
     Fail,
     /// Nothing could be decided: no verdict line, reported as skipped.
     Skipped,
+    /// The catalogue names a testcase id this binary has no check for: no verdict line,
+    /// reported as skipped with that reason; never a PASS.
+    #[serde(rename = "NOT-IMPLEMENTED")]
+    NotImplemented,
 }
 
 impl Verdict {
@@ -155,7 +159,13 @@ impl Verdict {
             Verdict::Fail => "FAIL",
             Verdict::Abort => "ABORT",
             Verdict::Skipped => "SKIPPED",
+            Verdict::NotImplemented => "NOT-IMPLEMENTED",
         }
+    }
+
+    /// Whether the verdict is printed as a line on stdout (the SCS runner protocol).
+    pub fn printed(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Fail | Verdict::Abort)
     }
 }
 
@@ -165,23 +175,47 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAIL: u8 = 1;
 /// Exit code: usage or configuration error before any check ran.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit code: no FAIL, but at least one testcase ABORTed.
+/// Exit code: no FAIL, but at least one testcase ABORTed or is not implemented (undecided).
 pub const EXIT_ABORT: u8 = 3;
 
-/// The exit code of a run with these verdicts: FAIL wins over ABORT, ABORT over PASS.
+/// The exit code of a run with these (counted) verdicts: FAIL wins over ABORT (or not
+/// implemented), that over PASS.
 pub fn exit_code(verdicts: impl IntoIterator<Item = Verdict>) -> u8 {
     let verdicts: Vec<Verdict> = verdicts.into_iter().collect();
     if verdicts.contains(&Verdict::Fail) {
         EXIT_FAIL
-    } else if verdicts.contains(&Verdict::Abort) {
+    } else if verdicts
+        .iter()
+        .any(|v| matches!(v, Verdict::Abort | Verdict::NotImplemented))
+    {
         EXIT_ABORT
     } else {
         EXIT_OK
     }
 }
 
+/// A testcase's requirement level (RFC 2119). SCS's catalogue format has no place for it:
+/// it is the binary's knowledge, per testcase id (`checks::IMPLEMENTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Its failures fail the testcase.
+    Mandatory,
+    /// A measurement: its failures count as warnings unless `--strict`.
+    Informational,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Mandatory => "mandatory",
+            Level::Informational => "informational",
+        }
+    }
+}
+
 /// How strictly broken recommendations count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Policy {
     /// `--strict`: warnings fail.
     pub strict: bool,
@@ -190,6 +224,23 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The policy of a testcase of `level` in a run with or without `--strict`.
+    pub fn new(level: Level, strict: bool) -> Self {
+        Policy {
+            strict,
+            mandatory: level == Level::Mandatory,
+        }
+    }
+
+    /// The level this policy was made for.
+    pub fn level(self) -> Level {
+        if self.mandatory {
+            Level::Mandatory
+        } else {
+            Level::Informational
+        }
+    }
+
     /// The status a requirement counts as under this policy.
     pub fn effective(self, status: Status) -> Status {
         match status {
@@ -242,6 +293,21 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn exit_codes() {
+        use Verdict::*;
+        assert_eq!(exit_code([Pass, Skipped]), EXIT_OK);
+        assert_eq!(exit_code([]), EXIT_OK);
+        assert_eq!(
+            exit_code([Pass, NotImplemented]),
+            EXIT_ABORT,
+            "never a pass"
+        );
+        assert_eq!(exit_code([Abort, Pass]), EXIT_ABORT);
+        assert_eq!(exit_code([NotImplemented, Abort, Fail]), EXIT_FAIL);
+        assert!(!NotImplemented.printed() && !Skipped.printed() && Abort.printed());
     }
 
     #[test]

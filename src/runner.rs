@@ -1,9 +1,12 @@
-//! Orchestration of `run`: catalogue selection (and the check each testcase names),
-//! kubeconfig, preflight, the concurrent libtest-mimic trials (one per testcase),
-//! per-check deadlines, cleanup on every path (including SIGINT/SIGTERM), reports and the
-//! exit code. `--in-cluster` hands over to `incluster`.
+//! Orchestration of `run`: catalogue selection (the version in force, targets, named ids;
+//! the check implementing each testcase id), kubeconfig, preflight, the concurrent
+//! libtest-mimic trials (one per implemented testcase), per-check deadlines, cleanup on
+//! every path (including SIGINT/SIGTERM), the lines SCS's runner reads (verdicts on stdout,
+//! `ERROR:`/`WARNING:` reasons and `CRITICAL:` on stderr), reports and the exit code, which
+//! only the counted testcases decide (the certificate's, the named ones, or with
+//! `--count-all-targets` all). `--in-cluster` hands over to `incluster`.
 
-use crate::catalogue::{Catalogue, Testcase};
+use crate::catalogue::{Catalogue, Testcase, Validity};
 use crate::checks::upstream_e2e;
 use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
 use crate::checks::{self, CheckContext, CheckLog, DataFiles, Options, Subject};
@@ -12,8 +15,8 @@ use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
 use crate::cluster::{self, Cluster, workload};
 use crate::console;
-use crate::outcome::{CheckOutcome, EXIT_ABORT, EXIT_OK, EXIT_USAGE, Verdict, exit_code};
-use crate::report::{RunMeta, RunReport, TestcaseResult};
+use crate::outcome::{CheckOutcome, EXIT_ABORT, EXIT_OK, EXIT_USAGE, Policy, Verdict, exit_code};
+use crate::report::{RunMeta, RunReport, Severity, TestcaseResult};
 use crate::settings::RunConfig;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,11 +26,42 @@ use tokio::sync::watch;
 /// Everything a run has settled before it touches a cluster.
 struct Plan {
     selected: Vec<Testcase>,
+    /// Ids of the selected testcases that decide the exit code.
+    counted: Vec<String>,
     meta: RunMeta,
     output_dir: PathBuf,
     /// `--sonobuoy-results-dir`: also hand the JUnit file to Sonobuoy.
     sonobuoy_dir: Option<PathBuf>,
     ok_to_fail: OkToFail,
+}
+
+impl Plan {
+    fn counts(&self, tc: &Testcase) -> bool {
+        self.counted.contains(&tc.id)
+    }
+
+    /// Which selected testcases are the certificate's and which are beside it (with their
+    /// target, and whether they count all the same), for the top of the run.
+    fn selection_line(&self) -> String {
+        let (certificate, beside): (Vec<&Testcase>, Vec<&Testcase>) =
+            self.selected.iter().partition(|t| t.certificate());
+        let mut parts = Vec::new();
+        if !certificate.is_empty() {
+            let ids: Vec<&str> = certificate.iter().map(|t| t.id.as_str()).collect();
+            parts.push(format!("the certificate (target main): {}", ids.join(", ")));
+        }
+        if !beside.is_empty() {
+            let ids: Vec<String> = beside
+                .iter()
+                .map(|t| {
+                    let counted = if self.counts(t) { ", counted" } else { "" };
+                    format!("{} ({}{counted})", t.id, t.target)
+                })
+                .collect();
+            parts.push(format!("beside the certificate: {}", ids.join(", ")));
+        }
+        format!("selected: {}", parts.join("; "))
+    }
 }
 
 /// The ok-to-fail list of upstream e2e failures: `--ok-to-fail` or the built-in one.
@@ -40,41 +74,72 @@ fn ok_to_fail(args: &RunConfig) -> Result<OkToFail, String> {
     }
 }
 
-/// The testcases `args` select, with the catalogue's name and the scope version.
-fn selection(args: &RunConfig) -> Result<(String, String, Vec<Testcase>), String> {
+/// What a run selected from the catalogue.
+struct Selection {
+    catalogue: String,
+    version: String,
+    /// The version's state on the reference date (`None` for a fixed selection).
+    validity: Option<Validity>,
+    testcases: Vec<Testcase>,
+    /// Ids that decide the exit code.
+    counted: Vec<String>,
+}
+
+/// The testcases `args` select from the scope version in force on `date` (or
+/// `--scope-version`), and which of them count for the exit code.
+fn selection(args: &RunConfig, date: jiff::civil::Date) -> Result<Selection, String> {
     if let Some((selected, source)) = &args.selected {
-        return Ok((source.clone(), String::new(), selected.clone()));
+        return Ok(Selection {
+            catalogue: source.clone(),
+            version: String::new(),
+            validity: None,
+            counted: selected.iter().map(|t| t.id.clone()).collect(),
+            testcases: selected.clone(),
+        });
     }
     let catalogue =
         Catalogue::load(args.catalogue.catalogue.as_deref()).map_err(|e| e.to_string())?;
-    known_checks(&catalogue)?;
-    let scope = catalogue.version(args.catalogue.scope_version.as_deref())?;
-    match scope.select(&args.check, &args.skip)? {
-        s if s.is_empty() => Err("no testcase selected".into()),
-        s => Ok((catalogue.name.clone(), scope.version.clone(), s)),
+    let scope = catalogue.scope(args.catalogue.scope_version.as_deref(), date)?;
+    let testcases = scope.select(&args.check, &args.targets, &args.skip)?;
+    if testcases.is_empty() {
+        return Err("no testcase selected".into());
     }
+    let counted = testcases
+        .iter()
+        .filter(|t| args.count_all_targets || t.certificate() || args.check.contains(&t.id))
+        .map(|t| t.id.clone())
+        .collect();
+    Ok(Selection {
+        catalogue: catalogue.name.clone(),
+        version: scope.version,
+        validity: Some(scope.validity),
+        testcases,
+        counted,
+    })
 }
 
-/// Every testcase of every scope version names a check this binary has; the error names
-/// the first that does not.
-fn known_checks(catalogue: &Catalogue) -> Result<(), String> {
-    for version in &catalogue.versions {
-        for tc in version.testcases() {
-            if checks::find(&tc.check).is_none() {
-                return Err(format!(
-                    "catalogue {}: testcase {} (scope version {}, standard {}) names an \
-                     unknown check {:?} (known checks: {})",
-                    catalogue.source,
-                    tc.id,
-                    version.version,
-                    tc.standard,
-                    tc.check,
-                    checks::names().join(", ")
-                ));
-            }
-        }
-    }
-    Ok(())
+/// Why `tc` is not run: no check of this binary implements its id.
+fn not_implemented(tc: &Testcase) -> String {
+    format!(
+        "testcase {} is not implemented by scs-kaas-check {} (it implements: {})",
+        tc.id,
+        env!("CARGO_PKG_VERSION"),
+        checks::implemented_ids().join(", ")
+    )
+}
+
+/// The policy of `tc` in this run (its level from the binary's table, `--strict`).
+fn policy(tc: &Testcase, strict: bool) -> Policy {
+    let level = checks::implementing(&tc.id)
+        .map(|i| i.level)
+        .unwrap_or(crate::outcome::Level::Mandatory);
+    Policy::new(level, strict)
+}
+
+/// The reference date: `--reference-date`, else today (UTC).
+fn reference_date(args: &RunConfig) -> jiff::civil::Date {
+    args.reference_date
+        .unwrap_or_else(crate::settings::today_utc)
 }
 
 /// `--image-pull-secret-file`: read, checked, its credentials registered with the
@@ -106,8 +171,15 @@ fn load_pull_secret(args: &RunConfig) -> Result<(), String> {
 /// else the cluster's (read from `/version`). Returns the exit code.
 pub fn images(mut args: RunConfig, kubernetes_version: Option<String>) -> u8 {
     args.apply_image_registry();
-    let (_, _, selected) = match selection(&args) {
-        Ok(s) => s,
+    if let Err(e) = args.apply_execution_mode() {
+        return usage_error(&e);
+    }
+    let selected: Vec<&'static checks::CheckDef> = match selection(&args, reference_date(&args)) {
+        Ok(s) => s
+            .testcases
+            .iter()
+            .filter_map(|tc| checks::implementing(&tc.id).map(|i| i.check))
+            .collect(),
         Err(e) => return usage_error(&e),
     };
     if args.in_cluster.in_cluster
@@ -116,9 +188,7 @@ pub fn images(mut args: RunConfig, kubernetes_version: Option<String>) -> u8 {
         return usage_error(&e);
     }
     let needs_version = args.e2e.conformance_image.is_none()
-        && selected
-            .iter()
-            .any(|tc| checks::find(&tc.check).is_some_and(|c| (c.uses_e2e)(&args.e2e)));
+        && selected.iter().any(|check| (check.uses_e2e)(&args.e2e));
     let registry = args.in_cluster.image_registry.as_deref();
     let conformance = match (&args.e2e.conformance_image, kubernetes_version) {
         (Some(image), _) => image.clone(),
@@ -139,7 +209,7 @@ pub fn images(mut args: RunConfig, kubernetes_version: Option<String>) -> u8 {
                 Ok((_, info)) => upstream_e2e::default_image(&info.git_version, registry),
                 Err(preflight::ConnectError::Config(e)) => return usage_error(&e),
                 Err(preflight::ConnectError::Unreachable(e)) => {
-                    console::error(&format!(
+                    console::critical(&format!(
                         "{e} (the conformance image follows the server version; give \
                          --kubernetes-version or --conformance-image to list without the cluster)"
                     ));
@@ -149,9 +219,9 @@ pub fn images(mut args: RunConfig, kubernetes_version: Option<String>) -> u8 {
         }
     };
     let mut list = std::collections::BTreeSet::new();
-    for tc in &selected {
+    for check in &selected {
         let images = checks::images(
-            &tc.check,
+            check.name,
             &args.workload,
             &args.e2e,
             &args.in_cluster.image,
@@ -188,8 +258,11 @@ pub fn gen_manifests(mut args: RunConfig) -> u8 {
     if let Err(e) = load_pull_secret(&args) {
         return usage_error(&e);
     }
-    let (_, _, selected) = match selection(&args) {
-        Ok(s) => s,
+    if let Err(e) = args.apply_execution_mode() {
+        return usage_error(&e);
+    }
+    let selected = match selection(&args, reference_date(&args)) {
+        Ok(s) => s.testcases,
         Err(e) => return usage_error(&e),
     };
     if let Err(e) = crate::incluster::check_args(&args) {
@@ -229,11 +302,27 @@ pub fn run(mut args: RunConfig) -> u8 {
     if let Err(e) = load_pull_secret(&args) {
         return usage_error(&e);
     }
+    if let Err(e) = args.apply_execution_mode() {
+        return usage_error(&e);
+    }
     let started = jiff::Timestamp::now();
-    let (catalogue_name, scope_version, selected) = match selection(&args) {
+    let reference_date = reference_date(&args);
+    let selection = match selection(&args, reference_date) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    match selection.validity {
+        Some(v) if !v.certifiable() => console::caution(&format!(
+            "scope version {} is {} on {reference_date}: its results do not certify",
+            selection.version,
+            v.as_str()
+        )),
+        Some(Validity::Warn) => console::caution(&format!(
+            "scope version {} is about to expire (state warn on {reference_date})",
+            selection.version
+        )),
+        _ => {}
+    }
     if args.in_cluster.in_cluster
         && let Err(e) = crate::incluster::check_args(&args)
     {
@@ -257,20 +346,18 @@ pub fn run(mut args: RunConfig) -> u8 {
             output_dir.display()
         ));
     }
-    let reference_date = args.reference_date.unwrap_or_else(|| {
-        jiff::Timestamp::now()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .date()
-    });
     let plan = Plan {
-        selected,
+        selected: selection.testcases,
+        counted: selection.counted,
         meta: RunMeta {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id,
             started,
             finished: started,
-            catalogue: catalogue_name,
-            scope_version,
+            catalogue: selection.catalogue,
+            scope_version: selection.version,
+            scope_validity: selection.validity,
+            execution_mode: args.execution_mode.map(|m| m.as_str().to_string()),
             reference_date,
             strict: args.strict,
             context: None,
@@ -306,28 +393,68 @@ pub fn run(mut args: RunConfig) -> u8 {
 }
 
 fn usage_error(message: &str) -> u8 {
-    console::error(message);
+    console::critical(message);
     EXIT_USAGE
 }
 
+/// Prints what SCS's runner reads of one result: the verdict line (if it has one), then an
+/// `ERROR:` or `WARNING:` line per reason; a testcase that decided nothing gets a note.
+fn announce(result: &TestcaseResult) {
+    let id = &result.testcase.id;
+    if result.verdict.printed() {
+        console::verdict(id, result.verdict.as_str());
+    }
+    for (severity, name, message) in result.diagnostics() {
+        match severity {
+            Severity::Error => console::error(&name, message),
+            Severity::Warning => console::warning(&name, message),
+        }
+    }
+    match result.verdict {
+        Verdict::Skipped => {
+            let why = result
+                .outcome
+                .requirements
+                .first()
+                .map(|r| r.message.clone())
+                .unwrap_or_default();
+            console::note(&format!("[{id}] not applicable: {why}"));
+        }
+        Verdict::NotImplemented => console::caution(&result.log.join(" ")),
+        _ => {}
+    }
+}
+
 impl Plan {
-    /// Nothing can be checked: one error line, ABORT for every selected testcase, reports.
+    /// The result of a selected testcase that names no check of this binary.
+    fn not_implemented(&self, tc: &Testcase) -> TestcaseResult {
+        TestcaseResult::not_implemented(tc.clone(), self.counts(tc), &not_implemented(tc))
+    }
+
+    /// Nothing can be checked: one `CRITICAL:` line, then ABORT and the reason for every
+    /// selected testcase, reports.
     fn abort_all(mut self, code: u8, reason: &str) -> u8 {
-        console::error(reason);
+        console::critical(reason);
         self.meta.aborted = Some(reason.to_string());
         self.meta.finished = jiff::Timestamp::now();
         let results = self
             .selected
             .iter()
             .map(|tc| {
-                console::verdict(&tc.id, Verdict::Abort.as_str());
-                TestcaseResult::new(
-                    tc.clone(),
-                    CheckOutcome::aborted("", reason),
-                    self.meta.strict,
-                    std::time::Duration::ZERO,
-                    Vec::new(),
-                )
+                let result = if checks::implementing(&tc.id).is_none() {
+                    self.not_implemented(tc)
+                } else {
+                    TestcaseResult::new(
+                        tc.clone(),
+                        CheckOutcome::aborted("", reason),
+                        policy(tc, self.meta.strict),
+                        self.counts(tc),
+                        std::time::Duration::ZERO,
+                        Vec::new(),
+                    )
+                };
+                announce(&result);
+                result
             })
             .collect();
         let report = RunReport {
@@ -396,11 +523,12 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         plan.meta.scope_version,
         plan.meta.reference_date
     ));
+    console::note(&plan.selection_line());
 
     let writes = plan
         .selected
         .iter()
-        .any(|tc| checks::find(&tc.check).is_some_and(|c| c.writes));
+        .any(|tc| checks::implementing(&tc.id).is_some_and(|i| i.check.writes));
     let write_access = if writes {
         preflight::write_access(&client, timeout).await
     } else {
@@ -408,9 +536,9 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
     };
     match &write_access {
         WriteAccess::Denied(reason) => {
-            console::warn(&format!("{reason}; read-only checks still run"))
+            console::caution(&format!("{reason}; read-only checks still run"))
         }
-        WriteAccess::Unknown(reason) => console::warn(reason),
+        WriteAccess::Unknown(reason) => console::caution(reason),
         WriteAccess::Allowed => {}
     }
 
@@ -464,13 +592,27 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         gate: tokio::sync::RwLock::new(()),
         results: Mutex::new(Vec::new()),
     });
+    // Testcases this binary does not implement are reported at once, without a trial.
+    for tc in &plan.selected {
+        if checks::implementing(&tc.id).is_none() {
+            let result = plan.not_implemented(tc);
+            announce(&result);
+            shared
+                .results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(result);
+        }
+    }
     let trials: Vec<libtest_mimic::Trial> = plan
         .selected
         .iter()
+        .filter(|tc| checks::implementing(&tc.id).is_some())
         .map(|tc| {
             let shared = shared.clone();
             let tc = tc.clone();
-            libtest_mimic::Trial::test(tc.id.clone(), move || shared.trial(tc))
+            let counted = plan.counts(&tc);
+            libtest_mimic::Trial::test(tc.id.clone(), move || shared.trial(tc, counted))
         })
         .collect();
     let mut trial_args = libtest_mimic::Arguments {
@@ -493,7 +635,7 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         let with_rbac = plan
             .selected
             .iter()
-            .any(|tc| checks::find(&tc.check).is_some_and(|c| (c.uses_e2e)(&args.e2e)));
+            .any(|tc| checks::implementing(&tc.id).is_some_and(|i| (i.check.uses_e2e)(&args.e2e)));
         let swept = async {
             let mut lines = cluster.sweep(Some(&plan.meta.run_id), false).await?;
             if with_rbac {
@@ -505,7 +647,7 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
             Ok(lines) => lines
                 .iter()
                 .for_each(|l| console::note(&format!("cleanup: {l}"))),
-            Err(e) => console::warn(&format!(
+            Err(e) => console::caution(&format!(
                 "final cleanup failed: {e}; run `scs-kaas-check delete --run-id {}`",
                 plan.meta.run_id
             )),
@@ -522,26 +664,44 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         results,
     };
     write_report(&report, &plan.output_dir, plan.sonobuoy_dir.as_deref());
-    let code = exit_code(report.results.iter().map(|r| r.verdict));
+    let code = exit_code(
+        report
+            .results
+            .iter()
+            .filter(|r| r.counted)
+            .map(|r| r.verdict),
+    );
     if let Some(name) = &args.in_cluster.results_configmap {
         let verdicts: String = report
             .results
             .iter()
-            .filter(|r| r.verdict != Verdict::Skipped)
+            .filter(|r| r.verdict.printed())
             .map(|r| format!("{}: {}\n", r.testcase.id, r.verdict.as_str()))
+            .collect();
+        let diagnostics: String = report
+            .results
+            .iter()
+            .flat_map(|r| r.diagnostics())
+            .map(|(severity, name, message)| {
+                let line = console::one_line(severity.prefix(), &name, message);
+                console::redact(&line) + "\n"
+            })
             .collect();
         match crate::incluster::export_results(
             &cluster.client,
             timeout,
             name,
             &plan.output_dir,
-            &verdicts,
+            &crate::incluster::Lines {
+                verdicts,
+                diagnostics,
+            },
             code,
         )
         .await
         {
             Ok(line) => console::note(&line),
-            Err(e) => console::error(&format!("cannot store the results: {e}")),
+            Err(e) => console::problem(&format!("cannot store the results: {e}")),
         }
     }
     console::note(&format!(
@@ -549,12 +709,15 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         report.summary(),
         plan.output_dir.display()
     ));
+    for target in report.targets() {
+        console::note(&target.line());
+    }
     code
 }
 
 fn write_report(report: &RunReport, dir: &std::path::Path, sonobuoy: Option<&std::path::Path>) {
     if let Err(e) = report.write(dir) {
-        console::error(&format!(
+        console::problem(&format!(
             "cannot write the reports to {}: {e}",
             dir.display()
         ));
@@ -563,7 +726,7 @@ fn write_report(report: &RunReport, dir: &std::path::Path, sonobuoy: Option<&std
     if let Some(results) = sonobuoy {
         match crate::incluster::write_sonobuoy(results, dir) {
             Ok(path) => console::note(&format!("Sonobuoy results: {}", path.display())),
-            Err(e) => console::error(&format!(
+            Err(e) => console::problem(&format!(
                 "cannot hand the results to Sonobuoy in {}: {e}",
                 results.display()
             )),
@@ -596,29 +759,20 @@ enum Turn<'a> {
 
 impl Shared {
     /// One testcase, from start to cleanup. Runs on a libtest-mimic worker thread.
-    fn trial(&self, tc: Testcase) -> Result<(), libtest_mimic::Failed> {
+    fn trial(&self, tc: Testcase, counted: bool) -> Result<(), libtest_mimic::Failed> {
         let log = CheckLog::new(&tc.id);
         let started = Instant::now();
         let outcome = self.handle.block_on(self.execute(&tc, &log));
         let result = TestcaseResult::new(
             tc.clone(),
             outcome,
-            self.strict,
+            policy(&tc, self.strict),
+            counted,
             started.elapsed(),
             log.lines(),
         );
         let verdict = result.verdict;
-        if verdict != Verdict::Skipped {
-            console::verdict(&tc.id, verdict.as_str());
-        } else {
-            let why = result
-                .outcome
-                .requirements
-                .first()
-                .map(|r| r.message.clone())
-                .unwrap_or_default();
-            console::note(&format!("[{}] not applicable: {why}", tc.id));
-        }
+        announce(&result);
         self.results
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -630,8 +784,8 @@ impl Shared {
     }
 
     async fn execute(&self, tc: &Testcase, log: &CheckLog) -> CheckOutcome {
-        let Some(def) = checks::find(&tc.check) else {
-            return CheckOutcome::aborted("", format!("no check named {:?}", tc.check));
+        let Some(def) = checks::implementing(&tc.id).map(|i| i.check) else {
+            return CheckOutcome::aborted("", not_implemented(tc));
         };
         if *self.cancel.borrow() {
             return CheckOutcome::aborted("", "the run was interrupted before this check started");

@@ -13,7 +13,7 @@ pub async fn watch(cancel: watch::Sender<bool>, run_id: String) {
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        console::warn(
+        console::caution(
             "cannot install signal handlers; an interrupted run may leave objects behind",
         );
         return;
@@ -22,7 +22,7 @@ pub async fn watch(cancel: watch::Sender<bool>, run_id: String) {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     };
-    console::warn(&format!(
+    console::caution(&format!(
         "{name} received: stopping the checks and deleting what this run created \
          (interrupt again to exit at once)"
     ));
@@ -31,7 +31,7 @@ pub async fn watch(cancel: watch::Sender<bool>, run_id: String) {
         _ = int.recv() => {},
         _ = term.recv() => {},
     }
-    console::error(&format!(
+    console::critical(&format!(
         "interrupted again: exiting without cleanup; run `scs-kaas-check delete --run-id {run_id}`"
     ));
     std::process::exit(130);

@@ -127,9 +127,9 @@ fn a_file_that_is_not_a_docker_config_is_a_usage_error() {
     std::fs::write(&file, "password: hunter2-not-json").unwrap();
     let out = scs(&["run", "--image-pull-secret-file", file.to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].ends_with("is not a docker config JSON: not JSON (line 1)"),
+        out.critical()
+            .ends_with("is not a docker config JSON: not JSON (line 1)"),
         "{}",
         out.stderr
     );
@@ -222,8 +222,8 @@ fn images_lists_exactly_the_images_of_the_pods_a_run_starts() {
 #[test]
 fn images_and_gen_agree() {
     let flags = [
-        "--scope-version",
-        "v2",
+        "--target",
+        "all",
         "--image-registry",
         "mirror.example/m",
         "--networking",

@@ -1,5 +1,6 @@
-//! Bad input against the simulated cluster: each gets one clear error line, the documented
-//! exit code, ABORT lines for the selected testcases, and no panic.
+//! Bad input against the simulated cluster: each gets one clear `CRITICAL:` line, the
+//! documented exit code, ABORT lines for the selected testcases each with its reason as an
+//! `ERROR:` line, and no panic.
 
 mod support;
 
@@ -30,6 +31,17 @@ fn assert_all_abort(out: &Output, testcases: &[&str]) {
         );
     }
     assert_eq!(verdicts.len(), testcases.len(), "{}", out.stdout);
+    // Every ABORT carries the reason where SCS's compliance monitor shows it.
+    let reason = out.critical();
+    let errors = out.errors();
+    for tc in testcases {
+        assert!(
+            errors.contains(&format!("ERROR: {tc}: {reason}").as_str()),
+            "{tc}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(errors.len(), testcases.len(), "{}", out.stderr);
 }
 
 #[test]
@@ -40,14 +52,14 @@ fn unknown_context() {
         &["--context", "nope", "--check", "version-policy-check"],
     );
     assert_eq!(out.code, 2);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].contains("context \"nope\" not found"),
+        out.criticals()[0].contains("context \"nope\" not found"),
         "{}",
         out.stderr
     );
     assert!(
-        out.errors()[0].contains("(contexts: sim)"),
+        out.criticals()[0].contains("(contexts: sim)"),
         "{}",
         out.stderr
     );
@@ -65,9 +77,9 @@ fn connection_refused() {
     } // the simulator is gone; its port refuses connections
     let out = run_with_kubeconfig(&path, &RO);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].contains("connection refused"),
+        out.criticals()[0].contains("connection refused"),
         "{}",
         out.stderr
     );
@@ -90,9 +102,9 @@ fn untrusted_server_certificate() {
     );
     let out = run_with_kubeconfig(&path, &RO);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].contains("TLS handshake failed"),
+        out.criticals()[0].contains("TLS handshake failed"),
         "{}",
         out.stderr
     );
@@ -107,9 +119,9 @@ fn wrong_token_is_401_and_never_printed() {
     let path = sim.write_kubeconfig("bad-token", secret, None);
     let out = run_with_kubeconfig(&path, &RO);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].contains("401 Unauthorized"),
+        out.criticals()[0].contains("401 Unauthorized"),
         "{}",
         out.stderr
     );
@@ -131,8 +143,12 @@ fn server_error_500() {
     });
     let out = run_with_kubeconfig(&sim.kubeconfig_path(), &RO);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
-    assert!(out.errors()[0].contains("answered 500"), "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
+    assert!(
+        out.criticals()[0].contains("answered 500"),
+        "{}",
+        out.stderr
+    );
     assert_all_abort(&out, &["version-policy-check", "node-distribution-check"]);
     out.assert_clean_exit();
 }
@@ -155,9 +171,9 @@ fn api_not_answering_within_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
+    assert_eq!(out.criticals().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].contains("did not answer within 2s"),
+        out.criticals()[0].contains("did not answer within 2s"),
         "{}",
         out.stderr
     );
@@ -174,6 +190,8 @@ fn forbidden_namespace_creation_aborts_only_writing_checks() {
     let out = run_against(
         &sim,
         &[
+            "--target",
+            "all",
             "--reference-date",
             "2026-06-01",
             "--release-data",
@@ -183,6 +201,8 @@ fn forbidden_namespace_creation_aborts_only_writing_checks() {
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     let verdicts = out.verdicts();
     assert_eq!(verdicts["node-anti-affinity-check"], "ABORT");
+    assert_eq!(verdicts["kaas-networking-check"], "ABORT");
+    assert_eq!(verdicts["cncf-k8s-conformance"], "ABORT");
     assert_eq!(verdicts["node-distribution-check"], "PASS");
     assert_eq!(verdicts["version-policy-check"], "PASS", "{}", out.stderr);
     let message = out.junit_message("node-anti-affinity-check");

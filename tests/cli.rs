@@ -4,57 +4,87 @@ mod support;
 
 use support::binary::*;
 
-#[test]
-fn list_prints_one_line_per_testcase() {
-    let out = scs(&["list"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{}", out.stdout);
-    let expect = [
-        ("cncf-k8s-conformance", "scs-0201", "mandatory"),
-        ("version-policy-check", "scs-0210-v2", "mandatory"),
-        ("node-distribution-check", "scs-0214-v2", "mandatory"),
-        ("node-anti-affinity-check", "scs-0213-v1", "mandatory"),
-        ("default-storage-class-check", "scs-0211-v1", "mandatory"),
-        ("kaas-networking-check", "scs-0219-v1", "mandatory"),
-    ];
-    for (line, (id, standard, level)) in lines.iter().zip(expect) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&fields[..3], [id, standard, level], "{line}");
-        assert!(fields.len() > 4, "description missing: {line}");
-    }
-}
+/// Every testcase of the built-in v1: (id, module, target, counts, check).
+const BUILTIN: [(&str, &str, &str, &str, &str); 8] = [
+    (
+        "cncf-k8s-conformance",
+        "cncf-k8s-conformance",
+        "main",
+        "certificate",
+        "cncf-conformance",
+    ),
+    (
+        "version-policy-check",
+        "scs-0210-v2",
+        "main",
+        "certificate",
+        "version-policy",
+    ),
+    (
+        "node-distribution-check",
+        "scs-0214-v2-manual",
+        "preview",
+        "beside",
+        "node-distribution",
+    ),
+    (
+        "kaas-networking-check",
+        "scs-0219-v1",
+        "main",
+        "certificate",
+        "network-policy",
+    ),
+    (
+        "node-anti-affinity-check",
+        "scs-0213-v1",
+        "extension",
+        "beside",
+        "node-anti-affinity",
+    ),
+    (
+        "default-storage-class-check",
+        "scs-0211-v1",
+        "extension",
+        "beside",
+        "default-storage-class",
+    ),
+    (
+        "lb-service-check",
+        "scs-lb-draft",
+        "extension",
+        "beside",
+        "lb-service",
+    ),
+    (
+        "lb-ip-preservation-check",
+        "scs-lb-draft",
+        "extension",
+        "beside",
+        "lb-ip-preservation",
+    ),
+];
 
 #[test]
-fn draft_v2_lists_scs_0211_v2() {
-    let out = scs(&["list", "--scope-version", "v2"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("default-storage-class-check "))
-        .unwrap_or_else(|| panic!("{}", out.stdout));
-    assert!(line.contains(" scs-0211-v2 "), "{line}");
-    assert!(!out.stdout.contains("scs-0211-v1"), "{}", out.stdout);
-}
-
-#[test]
-fn draft_scope_adds_the_load_balancer_standard() {
-    let out = scs(&["list", "--scope-version", "v2"]);
+fn list_shows_module_target_and_certificate_of_every_testcase() {
+    let out = scs(&["list", "--reference-date", "2026-08-01"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 8, "{}", out.stdout);
-    for (id, level) in [
-        ("lb-service-check", "mandatory"),
-        ("lb-ip-preservation-check", "informational"),
-    ] {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(&format!("{id} ")))
-            .unwrap_or_else(|| panic!("{id} missing: {}", out.stdout));
+    assert_eq!(
+        lines[0],
+        "SCS-compatible KaaS v1 (effective on 2026-08-01; target main is the certificate)"
+    );
+    assert!(lines[1].starts_with("TESTCASE "), "{}", lines[1]);
+    assert_eq!(lines.len(), 2 + BUILTIN.len(), "{}", out.stdout);
+    for (line, (id, module, target, counts, check)) in lines[2..].iter().zip(BUILTIN) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&fields[..3], [id, "scs-lb-draft", level], "{line}");
+        assert_eq!(&fields[..5], [id, module, target, counts, check], "{line}");
+        assert!(fields.len() > 5, "description missing: {line}");
     }
+    assert!(
+        out.stdout.contains("lb-ip-preservation (informational)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -62,21 +92,22 @@ fn list_as_json() {
     let out = scs(&["list", "--format", "json"]);
     assert_eq!(out.code, 0);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-    let testcases = doc["testcases"].as_array().expect("testcases");
-    assert_eq!(testcases.len(), 6);
-    assert_eq!(testcases[4]["id"], "default-storage-class-check");
-    assert_eq!(testcases[4]["standard"], "scs-0211-v1");
-    assert_eq!(testcases[0]["id"], "cncf-k8s-conformance");
-    assert_eq!(testcases[0]["standard"], "scs-0201");
-    assert_eq!(testcases[1]["id"], "version-policy-check");
-    assert_eq!(testcases[1]["level"], "mandatory");
-    assert_eq!(testcases[1]["check"], "version-policy");
-    assert!(
-        testcases[0]["description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty())
-    );
     assert_eq!(doc["scope_version"], "v1");
+    assert_eq!(doc["validity"], "effective");
+    let testcases = doc["testcases"].as_array().expect("testcases");
+    assert_eq!(testcases.len(), BUILTIN.len());
+    for (t, (id, module, target, counts, check)) in testcases.iter().zip(BUILTIN) {
+        assert_eq!(t["id"], id);
+        assert_eq!(t["module"], module);
+        assert_eq!(t["target"], target);
+        assert_eq!(t["certificate"], counts == "certificate", "{id}");
+        assert_eq!(t["check"], check);
+        assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    assert_eq!(testcases[0]["lifetime"], "year");
+    assert_eq!(testcases[0]["section"], "heavy");
+    assert_eq!(testcases[1]["level"], "mandatory");
+    assert_eq!(testcases[7]["level"], "informational");
 }
 
 #[test]
@@ -109,25 +140,62 @@ fn unknown_flag_is_a_usage_error() {
     let out = scs(&["run", "--frobnicate"]);
     assert_eq!(out.code, 2);
     assert!(out.stdout.is_empty());
-    assert!(out.stderr.contains("--frobnicate"), "{}", out.stderr);
+    // clap's message, its first line marked as SCS marks a script that cannot run.
+    assert_eq!(
+        out.critical(),
+        "unexpected argument '--frobnicate' found",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.to_lowercase().contains("\nerror"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn unknown_check_id_is_named() {
-    let out = scs(&["run", "--check", "no-such-check"]);
+    for args in [
+        &["run", "--check", "no-such-check"][..],
+        &["run", "no-such-check"],
+    ] {
+        let out = scs(args);
+        assert_eq!(out.code, 2);
+        assert!(
+            out.stdout.is_empty(),
+            "no verdicts for an invalid selection: {}",
+            out.stdout
+        );
+        assert!(
+            out.critical().starts_with(
+                "unknown testcase id \"no-such-check\" in scope version v1 (known: \
+                 cncf-k8s-conformance, version-policy-check, "
+            ),
+            "{}",
+            out.stderr
+        );
+        assert!(out.errors().is_empty(), "{}", out.stderr);
+        out.assert_clean_exit();
+    }
+}
+
+#[test]
+fn target_and_ids_do_not_combine() {
+    let out = scs(&["run", "--target", "all", "version-policy-check"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stdout.is_empty(),
-        "no verdicts for an invalid selection: {}",
-        out.stdout
-    );
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
-    assert!(
-        out.errors()[0].contains("unknown check id \"no-such-check\""),
+        out.critical()
+            .contains("'--target <TARGET>' cannot be used with"),
         "{}",
         out.stderr
     );
-    out.assert_clean_exit();
+    let out = scs(&["run", "--target", "beta"]);
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.critical(),
+        "unknown target \"beta\" in scope version v1 (targets: main, extension, preview, or all)"
+    );
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -139,29 +207,37 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn malformed_catalogue_names_file_and_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let tc = "          - id: version-policy-check\n            level: mandatory\n            \
-              check: version-policy\n            description: d\n";
-    let head = "name: t\nversions:\n  - version: v1\n    state: effective\n    standards:\n      \
-                - id: scs-0210-v2\n        name: n\n        url: u\n        testcases:\n";
-    let duplicate = write(&dir, "dup.yaml", &format!("{head}{tc}{tc}"));
-    let out = scs(&["list", "--catalogue", &duplicate]);
+    let head = "name: t\nuuid: u\nurl: https://example.com/t.yaml\nscripts:\n- testcases:\n  \
+                - id: version-policy-check\n";
+    let tail = "modules:\n- id: scs-0210-v2\n  targets: {main: [version-policy-check]}\n\
+                timeline: []\nversions:\n- version: v1\n  include: [scs-0210-v2]\n";
+    let duplicate = write(
+        &dir,
+        "dup.yaml",
+        &format!("{head}  - id: version-policy-check\n{tail}"),
+    );
+    let out = scs(&["list", "--catalogue", &duplicate, "--scope-version", "v1"]);
     assert_eq!(out.code, 2);
-    let error = out.errors().join("\n");
-    assert!(error.contains(&format!("catalogue {duplicate}")), "{error}");
-    assert!(
-        error.contains("testcases[1] (id version-policy-check): duplicate testcase id"),
-        "{error}"
+    assert_eq!(
+        out.critical(),
+        format!(
+            "catalogue {duplicate}: scripts[0].testcases[1] (id version-policy-check): \
+             duplicate testcase id (also in scripts[0])"
+        )
     );
 
+    // A key SCS's loader does not know: rejected, whatever it says.
     let unknown = write(
         &dir,
         "unknown.yaml",
-        &format!("{head}{}", tc.replace("version-policy\n", "teleport\n")),
+        &format!("{head}    check: version-policy\n{tail}"),
     );
-    let out = scs(&["run", "--catalogue", &unknown]);
+    let out = scs(&["run", "--catalogue", &unknown, "--scope-version", "v1"]);
     assert_eq!(out.code, 2);
+    let critical = out.critical();
     assert!(
-        out.errors()[0].contains("unknown check \"teleport\""),
+        critical.starts_with(&format!("catalogue {unknown}: malformed: "))
+            && critical.contains("check"),
         "{}",
         out.stderr
     );
@@ -169,8 +245,7 @@ fn malformed_catalogue_names_file_and_entry() {
     let broken = write(&dir, "broken.yaml", "name: [unclosed\n");
     let out = scs(&["run", "--catalogue", &broken]);
     assert_eq!(out.code, 2);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
-    assert!(out.errors()[0].contains("malformed"), "{}", out.stderr);
+    assert!(out.critical().contains("malformed"), "{}", out.stderr);
     out.assert_clean_exit();
 }
 
@@ -185,8 +260,12 @@ fn missing_kubeconfig_file() {
     ]);
     assert_eq!(out.code, 2);
     assert_eq!(
+        out.criticals(),
+        ["CRITICAL: kubeconfig /nonexistent/kubeconfig.yaml does not exist"]
+    );
+    assert_eq!(
         out.errors(),
-        ["ERROR kubeconfig /nonexistent/kubeconfig.yaml does not exist"]
+        ["ERROR: version-policy-check: kubeconfig /nonexistent/kubeconfig.yaml does not exist"]
     );
     assert_eq!(out.stdout, "version-policy-check: ABORT\n");
     assert!(
@@ -203,16 +282,24 @@ fn malformed_kubeconfig() {
     let path = write(&dir, "kubeconfig", "apiVersion: v1\nclusters: [ {name: x\n");
     let out = scs(&["run", "-k", &path]);
     assert_eq!(out.code, 2);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].starts_with(&format!("ERROR kubeconfig {path} is malformed")),
+        out.critical()
+            .starts_with(&format!("kubeconfig {path} is malformed")),
         "{}",
         out.stderr
     );
-    // Every selected testcase gets its ABORT line.
+    // Every selected testcase (a default run: the certificate's) gets its ABORT line.
     let verdicts = out.verdicts();
-    assert_eq!(verdicts.len(), 6);
+    assert_eq!(
+        verdicts.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "cncf-k8s-conformance",
+            "kaas-networking-check",
+            "version-policy-check"
+        ]
+    );
     assert!(verdicts.values().all(|v| v == "ABORT"));
+    assert_eq!(out.errors().len(), 3, "{}", out.stderr);
     out.assert_clean_exit();
 }
 
@@ -220,7 +307,7 @@ fn malformed_kubeconfig() {
 fn no_kubeconfig_anywhere() {
     let out = scs(&["run", "--check", "node-distribution-check"]);
     assert_eq!(out.code, 2);
-    assert!(out.errors()[0].contains("no kubeconfig"), "{}", out.stderr);
+    assert!(out.critical().contains("no kubeconfig"), "{}", out.stderr);
     assert_eq!(out.stdout, "node-distribution-check: ABORT\n");
 }
 
@@ -232,7 +319,7 @@ fn kubeconfig_from_environment_with_missing_entries() {
     });
     assert_eq!(out.code, 2);
     assert!(
-        out.errors()[0]
+        out.critical()
             .contains("none of the files in KUBECONFIG exist: /nonexistent/a, /nonexistent/b"),
         "{}",
         out.stderr
@@ -255,10 +342,10 @@ fn a_malformed_ok_to_fail_list_is_a_usage_error_naming_the_file() {
         &path,
     ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(out.errors().len(), 1, "{}", out.stderr);
     assert!(
-        out.errors()[0].starts_with(&format!("ERROR ok-to-fail list {path}:"))
-            && out.errors()[0].contains("until"),
+        out.critical()
+            .starts_with(&format!("ok-to-fail list {path}:"))
+            && out.critical().contains("until"),
         "{}",
         out.stderr
     );

@@ -83,6 +83,16 @@ fn in_cluster_run_equals_local_run_and_cleans_up() {
     assert_eq!(remote.code, local.code, "stderr:\n{}", remote.stderr);
     assert_eq!(remote.verdicts(), local.verdicts());
     assert_eq!(remote.verdicts().len(), 2, "{}", remote.stderr);
+    // The reasons reach SCS's runner from inside the cluster too: the outer process prints
+    // the in-cluster run's ERROR:/WARNING: lines (in report order; a local run prints them
+    // as testcases finish).
+    fn sorted(mut lines: Vec<&str>) -> Vec<&str> {
+        lines.sort();
+        lines
+    }
+    assert!(!local.errors().is_empty(), "{}", local.stderr);
+    assert_eq!(sorted(remote.errors()), sorted(local.errors()));
+    assert_eq!(sorted(remote.warnings()), sorted(local.warnings()));
     assert_valid_junit(&remote.out_dir.join("junit.xml"));
     assert_eq!(
         requirement_results(&remote.report()),

@@ -28,8 +28,7 @@ fn sim(cloud: Option<LbBehaviour>) -> SimCluster {
 }
 
 fn run(sim: &SimCluster, checks: &[&str], extra: &[&str]) -> Output {
-    let mut args = vec!["--scope-version", "v2"];
-    args.extend(checks.iter().flat_map(|c| ["--check", *c]));
+    let mut args: Vec<&str> = checks.iter().flat_map(|c| ["--check", *c]).collect();
     args.extend_from_slice(extra);
     let out = run_against(sim, &args);
     out.assert_clean_exit();

@@ -310,8 +310,12 @@ fn local_path_fails_under_v1() {
 
 #[test]
 fn local_path_is_a_warning_under_v2() {
+    // The draft scs-0211-v2 comes from a catalogue in SCS's format whose module is named so.
+    let catalogue = fixture("catalogues/scs-0211-v2-draft.yaml");
+    let catalogue = catalogue.to_str().unwrap();
     let sim = local_path_cluster();
-    let out = run(&sim, &["--scope-version", "v2"]);
+    let draft = ["--catalogue", catalogue, "--scope-version", "next"];
+    let out = run(&sim, &draft);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
     let text = out.junit_out(&req("not-local"));
@@ -320,9 +324,15 @@ fn local_path_is_a_warning_under_v2() {
         text.contains("scs-0211-v2 recommends volumes that are not bound to a node's lifecycle"),
         "{text}"
     );
+    assert!(
+        out.stderr
+            .contains("CAUTION: scope version next is draft on "),
+        "{}",
+        out.stderr
+    );
     assert_clean(&sim);
     // --strict turns the warning into a failure.
-    let out = run(&sim, &["--scope-version", "v2", "--strict"]);
+    let out = run(&sim, &[&draft[..], &["--strict"]].concat());
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_clean(&sim);
 }

@@ -238,5 +238,5 @@ fn offering_must_cover_every_supported_branch() {
         TC,
     ]);
     assert_eq!(out.code, 2);
-    assert!(out.errors()[0].contains("--offering"), "{}", out.stderr);
+    assert!(out.criticals()[0].contains("--offering"), "{}", out.stderr);
 }

@@ -2,8 +2,9 @@
 //! state and returns a [`CheckOutcome`]; it knows nothing of report formats nor of the
 //! command line: its settings are the plain types here and in its module.
 //!
-//! This file holds the registry ([`CHECKS`]), what a check gets to work with
-//! ([`CheckContext`], [`Options`], [`Workload`]) and the check log.
+//! This file holds the registry ([`CHECKS`]), which check implements which testcase id
+//! ([`IMPLEMENTED`]), what a check gets to work with ([`CheckContext`], [`Options`],
+//! [`Workload`]) and the check log.
 
 pub mod default_storage_class;
 pub mod load_balancer;
@@ -17,7 +18,7 @@ use crate::catalogue::Testcase;
 use crate::cluster::Cluster;
 use crate::cluster::preflight::ServerInfo;
 use crate::console;
-use crate::outcome::CheckOutcome;
+use crate::outcome::{CheckOutcome, Level};
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -162,6 +163,50 @@ pub fn find(name: &str) -> Option<&'static CheckDef> {
 
 pub fn names() -> Vec<&'static str> {
     CHECKS.iter().map(|c| c.name).collect()
+}
+
+/// A testcase id this binary implements: the check that decides it and its level. SCS's
+/// catalogue format names testcases only; this table is what the binary adds.
+pub struct Implementation {
+    pub testcase: &'static str,
+    pub check: &'static CheckDef,
+    pub level: Level,
+}
+
+const fn implements(testcase: &'static str, check: &'static CheckDef) -> Implementation {
+    Implementation {
+        testcase,
+        check,
+        level: Level::Mandatory,
+    }
+}
+
+/// Every testcase id this binary implements (SCS's ids kept exactly; `upstream-e2e` is the
+/// `e2e` command's custom focus).
+pub static IMPLEMENTED: &[Implementation] = &[
+    implements("cncf-k8s-conformance", &upstream_e2e::CONFORMANCE_CHECK),
+    implements("version-policy-check", &version_policy::CHECK),
+    implements("node-distribution-check", &node_distribution::CHECK),
+    implements("kaas-networking-check", &network_policy::CHECK),
+    implements("node-anti-affinity-check", &node_anti_affinity::CHECK),
+    implements("default-storage-class-check", &default_storage_class::CHECK),
+    implements("lb-service-check", &load_balancer::SERVICE_CHECK),
+    Implementation {
+        testcase: "lb-ip-preservation-check",
+        check: &load_balancer::IP_PRESERVATION_CHECK,
+        level: Level::Informational,
+    },
+    implements("upstream-e2e", &upstream_e2e::UPSTREAM_CHECK),
+];
+
+/// The implementation of testcase `id`, if this binary has one.
+pub fn implementing(id: &str) -> Option<&'static Implementation> {
+    IMPLEMENTED.iter().find(|i| i.testcase == id)
+}
+
+/// The testcase ids this binary implements, for messages.
+pub fn implemented_ids() -> Vec<&'static str> {
+    IMPLEMENTED.iter().map(|i| i.testcase).collect()
 }
 
 /// Data files and network use of checks that need release or CVE data.

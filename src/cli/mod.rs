@@ -20,13 +20,40 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  every selected testcase passed or was not applicable
-  1  at least one testcase FAILed
-  2  usage or configuration error before any check ran (unknown flag or check id,
+Exit codes (of the testcases that count: the certificate's (target main), those named by
+id, with --count-all-targets every selected one):
+  0  every counted testcase passed or was not applicable
+  1  at least one counted testcase FAILed
+  2  usage or configuration error before any check ran (unknown flag or testcase id,
      unreadable or malformed kubeconfig, unknown context, malformed catalogue)
-  3  no FAIL, but at least one testcase ABORTed (could not be decided: API unreachable,
-     401/403, timeouts, interrupted run, missing data)";
+  3  no FAIL, but at least one counted testcase ABORTed (could not be decided: API
+     unreachable, 401/403, timeouts, interrupted run, missing data) or is not implemented";
+
+/// The command line of this process. A usage error prints clap's message with its first
+/// line beginning `CRITICAL:` (the command cannot run; SCS's runner counts it as such) and
+/// returns the exit code; help and version requests print and exit 0.
+pub fn parse() -> Result<Cli, u8> {
+    Cli::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(crate::outcome::EXIT_USAGE);
+        }
+        let text = e.render().to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        let mut lines = text.lines();
+        crate::console::critical(lines.next().unwrap_or_default());
+        for line in lines {
+            crate::console::note(line);
+        }
+        crate::outcome::EXIT_USAGE
+    })
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -192,9 +219,12 @@ impl ClusterArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CatalogueArgs {
-    /// Certificate scope version to run (default: the catalogue's current effective version).
+    /// Certificate scope version (default: the version in force on the reference date).
     #[arg(long, value_name = "VERSION")]
     pub scope_version: Option<String>,
+    /// Date whose timeline entry decides the version in force (default: today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub reference_date: Option<jiff::civil::Date>,
     /// Catalogue file to use instead of the built-in `standards/scs-compatible-kaas.yaml`.
     #[arg(long, value_name = "FILE")]
     pub catalogue: Option<PathBuf>,

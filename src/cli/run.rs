@@ -6,7 +6,7 @@ use crate::checks::load_balancer::{DEFAULT_PROXY_PROTOCOL_IMAGE, ProbeFrom};
 use crate::checks::network_policy::Networking;
 use crate::checks::{self, DEFAULT_AGNHOST_IMAGE, DEFAULT_PAUSE_IMAGE, DEFAULT_SHELL_IMAGE};
 use crate::cluster::workload::DEFAULT_SUITE_IMAGE;
-use crate::settings::{CatalogueChoice, InCluster, RunConfig};
+use crate::settings::{CatalogueChoice, ExecutionMode, InCluster, RunConfig};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use std::path::PathBuf;
@@ -51,17 +51,32 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = SELECTION)]
 pub struct SelectionArgs {
-    /// Run only this testcase (repeatable).
+    /// Testcase ids to run, of any target (the SCS runner's `{testcases}`; same as --check).
     ///
-    /// Default: every testcase of the scope version.
-    #[arg(long = "check", value_name = "ID")]
+    /// Named testcases decide the exit code. Default: the testcases of --target.
+    #[arg(value_name = "TESTCASE", conflicts_with = "target")]
+    pub testcases: Vec<String>,
+    /// Run only this testcase (repeatable; same as a positional id).
+    #[arg(long = "check", value_name = "ID", conflicts_with = "target")]
     pub check: Vec<String>,
+    /// Run the testcases of this target of the scope version (repeatable): `main` (the
+    /// certificate, the default), `preview`, `extension` or `all`.
+    ///
+    /// Only target main decides the certificate and, unless --count-all-targets, the exit
+    /// code; the others are reported beside it. `scs-kaas-check list` shows the targets.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub target: Vec<String>,
     /// Do not run this testcase (repeatable).
     #[arg(long = "skip", value_name = "ID")]
     pub skip: Vec<String>,
-    /// Certificate scope version (default: the version in force).
+    /// Let every selected testcase decide the exit code, also those beside the certificate
+    /// that --target selected.
+    #[arg(long)]
+    pub count_all_targets: bool,
+    /// Certificate scope version (default: the version in force on the reference date).
     ///
-    /// Default: the catalogue's current effective version.
+    /// Default: the version the catalogue's timeline lists as effective on --reference-date
+    /// (today).
     #[arg(long, value_name = "VERSION")]
     pub scope_version: Option<String>,
     /// Catalogue file to use instead of the built-in `standards/scs-compatible-kaas.yaml`.
@@ -94,13 +109,26 @@ pub struct OutputArgs {
     /// Count broken recommendations (warnings) as failures.
     #[arg(long)]
     pub strict: bool,
+    /// SCS's execution mode: `parallel` (testcases concurrently, upstream e2e in parallel
+    /// processes, which skips [Serial] specs), `serial` (one testcase at a time, upstream e2e
+    /// in one process) or `dry` (upstream e2e dry run: those testcases decide nothing).
+    ///
+    /// Default: testcases concurrently, upstream e2e as --e2e-parallel says (one process).
+    #[arg(
+        long,
+        value_name = "MODE",
+        value_parser = PossibleValuesParser::new(ExecutionMode::NAMES)
+            .try_map(|s| s.parse::<ExecutionMode>())
+    )]
+    pub execution_mode: Option<ExecutionMode>,
 }
 
 /// Data the version policy is judged with.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = VERSION_DATA)]
 pub struct VersionDataArgs {
-    /// Date the version policy is judged at (default: today, UTC).
+    /// Date the version policy is judged at, and whose catalogue timeline entry picks the
+    /// scope version in force (default: today, UTC).
     ///
     /// Makes results reproducible.
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -320,8 +348,15 @@ impl RunArgs {
                 scope_version: selection.scope_version,
                 catalogue: selection.catalogue,
             },
-            check: selection.check,
+            check: selection
+                .testcases
+                .into_iter()
+                .chain(selection.check)
+                .collect(),
+            targets: selection.target,
             skip: selection.skip,
+            count_all_targets: selection.count_all_targets,
+            execution_mode: outputs.execution_mode,
             output_dir: outputs.output_dir,
             parallel: outputs.parallel,
             timeout: outputs.timeout,
@@ -353,6 +388,7 @@ impl RunArgs {
                 conformance_image: e2e.conformance_image,
                 e2e_skip: e2e.e2e_skip,
                 e2e_parallel: e2e.e2e_parallel,
+                e2e_parallel_auto: false,
                 e2e_dry_run: e2e.e2e_dry_run,
                 ok_to_fail: e2e.ok_to_fail,
                 e2e_timeout: e2e.e2e_timeout,

@@ -219,7 +219,7 @@ impl Cluster {
                         }
                     }
                 }
-                Err(e) => lines.push(format!("WARNING: {e}")),
+                Err(e) => lines.push(format!("CAUTION: {e}")),
             }
         }
         let results =
@@ -280,7 +280,7 @@ impl Cluster {
         {
             Ok(_) => format!("deleted {kind} {name}"),
             Err(e) if e.is_not_found() => format!("{kind} {name} was already gone"),
-            Err(e) => format!("WARNING: {e}"),
+            Err(e) => format!("CAUTION: {e}"),
         }
     }
 
@@ -338,7 +338,7 @@ impl Cluster {
         {
             Ok(Some(pv)) => pv,
             Ok(None) => return format!("PersistentVolume {name} was already gone"),
-            Err(e) => return format!("WARNING: {e}"),
+            Err(e) => return format!("CAUTION: {e}"),
         };
         let spec = pv.spec.clone().unwrap_or_default();
         let policy = spec
@@ -381,12 +381,12 @@ impl Cluster {
                  delete the {handle} in the storage backend; remove it there)"
             ),
             Ok(_) => format!(
-                "WARNING: PersistentVolume {name} (reclaim policy {policy}) was not removed by \
+                "CAUTION: PersistentVolume {name} (reclaim policy {policy}) was not removed by \
                  its provisioner within {}; deleted the object, the {handle} may remain",
                 errors::human_duration(VOLUME_GONE_TIMEOUT)
             ),
             Err(e) if e.is_not_found() => format!("PersistentVolume {name} was already gone"),
-            Err(e) => format!("WARNING: {e}"),
+            Err(e) => format!("CAUTION: {e}"),
         }
     }
 
@@ -403,12 +403,12 @@ impl Cluster {
             Err(e) if e.is_not_found() => {
                 return Some(format!("namespace {name} was already gone"));
             }
-            Err(e) => return Some(format!("WARNING: {e}")),
+            Err(e) => return Some(format!("CAUTION: {e}")),
         }
         match wait::until_deleted(&api, name, NAMESPACE_GONE_TIMEOUT).await {
             Ok(()) => Some(format!("deleted namespace {name}")),
             Err(e) => Some(format!(
-                "WARNING: namespace {name} is still terminating ({e}); the cluster will finish removing it"
+                "CAUTION: namespace {name} is still terminating ({e}); the cluster will finish removing it"
             )),
         }
     }
@@ -458,7 +458,7 @@ impl Cluster {
                 lines.extend(results);
             }
             Err(e) => lines.push(format!(
-                "WARNING: cannot look for PersistentVolumes left by runs ({e})"
+                "CAUTION: cannot look for PersistentVolumes left by runs ({e})"
             )),
         }
         Ok(lines)

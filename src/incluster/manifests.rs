@@ -3,6 +3,7 @@
 
 use super::{RESULTS_CONFIGMAP, rbac};
 use crate::catalogue::Testcase;
+use crate::checks;
 use crate::cluster::objects::{
     cluster_role_binding, labelled, run_once_job, service_account_subject,
 };
@@ -134,6 +135,12 @@ pub fn container_args(args: &RunConfig, run_id: &str) -> Vec<String> {
     for c in &args.check {
         flag("--check", c.clone());
     }
+    for t in &args.targets {
+        flag("--target", t.clone());
+    }
+    if let Some(m) = args.execution_mode {
+        flag("--execution-mode", m.as_str().into());
+    }
     for s in &args.skip {
         flag("--skip", s.clone());
     }
@@ -198,6 +205,9 @@ pub fn container_args(args: &RunConfig, run_id: &str) -> Vec<String> {
     if args.strict {
         a.push("--strict".into());
     }
+    if args.count_all_targets {
+        a.push("--count-all-targets".into());
+    }
     if args.keep {
         a.push("--keep".into());
     }
@@ -211,7 +221,10 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
     let ns = namespace.metadata.name.clone().unwrap_or_default();
     let cluster_name = format!("scs-kaas-check-{run_id}");
     let subject = service_account_subject(SERVICE_ACCOUNT, &ns);
-    let mut checks: Vec<&str> = selected.iter().map(|t| t.check.as_str()).collect();
+    let mut checks: Vec<&str> = selected
+        .iter()
+        .filter_map(|t| checks::implementing(&t.id).map(|i| i.check.name))
+        .collect();
     checks.sort();
     checks.dedup();
 

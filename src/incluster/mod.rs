@@ -25,7 +25,7 @@ mod results;
 mod status;
 
 use results::read_results;
-pub use results::{Results, export_results, write_sonobuoy};
+pub use results::{Lines, Results, export_results, write_sonobuoy};
 pub use status::{RetrieveOptions, gen_yaml, retrieve, status};
 
 use crate::catalogue::Testcase;
@@ -49,6 +49,8 @@ use std::time::Duration;
 pub const RESULTS_CONFIGMAP: &str = "scs-kaas-check-results";
 /// Keys of the results ConfigMap besides the reports and `<testcase>.log`.
 pub const VERDICTS_KEY: &str = "verdicts";
+/// The run's `ERROR:`/`WARNING:` lines, which the outer process prints as they were.
+pub const DIAGNOSTICS_KEY: &str = "diagnostics";
 pub const EXIT_CODE_KEY: &str = "exit-code";
 
 // ------------------------------------------------------------------ run --in-cluster
@@ -133,11 +135,11 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
     if !args.keep {
         let lines = match cluster.sweep(Some(&plan.run_id), true).await {
             Ok(lines) => lines,
-            Err(e) => vec![format!("WARNING: {e}")],
+            Err(e) => vec![format!("CAUTION: {e}")],
         };
         let rbac = match cluster.sweep_rbac(Some(&plan.run_id), true).await {
             Ok(lines) => lines,
-            Err(e) => vec![format!("WARNING: {e}")],
+            Err(e) => vec![format!("CAUTION: {e}")],
         };
         lines
             .iter()
@@ -149,7 +151,7 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
     match ended {
         Ended::Results(results) => {
             if let Err(e) = results.write(&plan.output_dir) {
-                console::error(&format!(
+                console::problem(&format!(
                     "cannot write the reports to {}: {e}",
                     plan.output_dir.display()
                 ));
@@ -201,7 +203,7 @@ async fn drive(
         }),
     )
     .await
-    .map(|broke| broke.map(|w| console::warn(&w)))
+    .map(|broke| broke.map(|w| console::caution(&w)))
     .is_err()
     {
         return Ended::Abort(format!(

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// The lines a run printed for SCS's runner, handed to the outer process.
+pub struct Lines {
+    /// `<testcase>: PASS|FAIL|ABORT`, one a line.
+    pub verdicts: String,
+    /// `ERROR: ...` and `WARNING: ...`, one a line.
+    pub diagnostics: String,
+}
+
 /// Stores the run's results in ConfigMap `name` of the client's default namespace (the
 /// service account's namespace when running in a pod). Returns a line for stderr.
 pub async fn export_results(
@@ -10,7 +18,7 @@ pub async fn export_results(
     request_timeout: Duration,
     name: &str,
     output_dir: &Path,
-    verdicts: &str,
+    lines: &Lines,
     exit_code: u8,
 ) -> Result<String, ApiError> {
     let mut data = BTreeMap::new();
@@ -19,7 +27,8 @@ pub async fn export_results(
             data.insert(file.to_string(), text);
         }
     }
-    data.insert(VERDICTS_KEY.into(), verdicts.to_string());
+    data.insert(VERDICTS_KEY.into(), lines.verdicts.clone());
+    data.insert(DIAGNOSTICS_KEY.into(), lines.diagnostics.clone());
     data.insert(EXIT_CODE_KEY.into(), exit_code.to_string());
     let mut logs: Vec<(String, String)> = std::fs::read_dir(output_dir.join("logs"))
         .into_iter()
@@ -81,7 +90,8 @@ impl Results {
         Ok(())
     }
 
-    /// The in-cluster run's verdict lines, printed on stdout like a local run's.
+    /// The in-cluster run's verdict lines, printed on stdout like a local run's, and its
+    /// `ERROR:`/`WARNING:` lines on stderr.
     pub fn print_verdicts(&self) {
         for line in self
             .data
@@ -92,6 +102,14 @@ impl Results {
             if let Some((id, verdict)) = line.split_once(": ") {
                 console::verdict(id, verdict);
             }
+        }
+        for line in self
+            .data
+            .get(DIAGNOSTICS_KEY)
+            .into_iter()
+            .flat_map(|v| v.lines())
+        {
+            console::relay_diagnostic(line);
         }
     }
 

@@ -9,7 +9,7 @@ pub fn gen_yaml(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result
 
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Runtime::new().map_err(|e| {
-        console::error(&format!("cannot start the async runtime: {e}"));
+        console::critical(&format!("cannot start the async runtime: {e}"));
         EXIT_ABORT
     })
 }
@@ -77,14 +77,14 @@ async fn connect_and_find_runs(args: &ConnectOptions) -> Result<(Cluster, Vec<Fo
     let cluster = match connect(args).await {
         Ok((client, _)) => Cluster::new(client, String::new(), args.request_timeout, true),
         Err((code, reason)) => {
-            console::error(&reason);
+            console::critical(&reason);
             return Err(code);
         }
     };
     match find_runs(&cluster).await {
         Ok(runs) => Ok((cluster, runs)),
         Err(e) => {
-            console::error(&e.to_string());
+            console::critical(&e.to_string());
             Err(EXIT_ABORT)
         }
     }
@@ -162,7 +162,7 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
             .find(|r| r.finished)
             .or(candidates.last())
         else {
-            console::error(&match &args.run_id {
+            console::critical(&match &args.run_id {
                 Some(id) => format!("no in-cluster run {id} in this cluster"),
                 None => "no in-cluster runs in this cluster".to_string(),
             });
@@ -171,14 +171,14 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
         let results = match read_results(&cluster, &run.namespace).await {
             Ok(Some(r)) => r,
             Ok(None) => {
-                console::error(&format!(
+                console::critical(&format!(
                     "run {} ({}) has no results yet: {}",
                     run.run_id, run.namespace, run.state
                 ));
                 return EXIT_ABORT;
             }
             Err(e) => {
-                console::error(&e.to_string());
+                console::critical(&e.to_string());
                 return EXIT_ABORT;
             }
         };
@@ -190,7 +190,7 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
             ))
         });
         if let Err(e) = results.write(&dir) {
-            console::error(&format!(
+            console::critical(&format!(
                 "cannot write the reports to {}: {e}",
                 dir.display()
             ));

@@ -1,8 +1,10 @@
-//! JUnit XML: one `<testsuite>` per standard, one `<testcase>` per requirement
-//! (`version-policy-check/patch-recency`). FAIL is `<failure>`, ABORT `<error>`, not
-//! applicable `<skipped>`, warnings are `WARNING` lines in `<system-out>`. Validates
-//! against the Jenkins xUnit `junit-10.xsd`. Testcases of an upstream suite a check ran
-//! (the e2e image's `junit_01.xml`) follow in a testsuite of their own per testcase.
+//! JUnit XML: one `<testsuite>` per module (SCS's term; usually a standard version) and
+//! target, one `<testcase>` per requirement (`version-policy-check/patch-recency`). Suites
+//! beside the certificate are named `<module> [<target>: not part of the certificate]`.
+//! FAIL is `<failure>`, ABORT `<error>`, not applicable and not implemented `<skipped>`,
+//! warnings are `WARNING` lines in `<system-out>`. Validates against the Jenkins xUnit
+//! `junit-10.xsd`. Testcases of an upstream suite a check ran (the e2e image's
+//! `junit_01.xml`) follow in a testsuite of their own per testcase.
 //!
 //! Strings from the cluster are data: the last pass over the document ([`finish`]) writes
 //! every attribute value and every text through [`sanitize`], so only characters XML 1.0
@@ -10,7 +12,7 @@
 //! with three decimals. A failure message holds at most [`MESSAGE_LIMIT`] characters and
 //! a `system-out` at most [`OUTPUT_LIMIT`]; a cut says where the whole text is.
 
-use super::{RunReport, TestcaseResult, bounded, policy, requirement_name, sanitize};
+use super::{RunReport, TestcaseResult, bounded, requirement_name, sanitize};
 use crate::outcome::{Status, UpstreamState, Verdict};
 use junit_report::{Report, TestCase, TestSuite};
 use quick_xml::events::{BytesCData, BytesStart, BytesText, Event};
@@ -29,20 +31,20 @@ fn whole_text(testcase: &str) -> String {
 pub fn render(report: &RunReport) -> String {
     let mut suites: Vec<(String, Vec<&TestcaseResult>)> = Vec::new();
     for result in &report.results {
-        let standard = &result.testcase.standard;
-        match suites.iter_mut().find(|(s, _)| s == standard) {
+        let name = suite_name(result);
+        match suites.iter_mut().find(|(s, _)| *s == name) {
             Some((_, results)) => results.push(result),
-            None => suites.push((standard.clone(), vec![result])),
+            None => suites.push((name, vec![result])),
         }
     }
     let mut junit = Report::new();
     let mut skipped_counts = Vec::new();
-    for (standard, results) in &suites {
-        let mut suite = TestSuite::new(standard);
+    for (name, results) in &suites {
+        let mut suite = TestSuite::new(name);
         suite.set_timestamp(to_time(report.meta.started));
         let mut out = Vec::new();
         for result in results {
-            let cases = testcases(result, report.meta.strict);
+            let cases = testcases(result);
             suite.add_testcases(cases);
             out.extend(
                 result
@@ -81,15 +83,31 @@ pub fn render(report: &RunReport) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(&xml).into_owned())
 }
 
-fn testcases(result: &TestcaseResult, strict: bool) -> Vec<TestCase> {
+/// The testsuite of a testcase: its module, marked when beside the certificate.
+pub fn suite_name(result: &TestcaseResult) -> String {
+    let tc = &result.testcase;
+    if tc.certificate() {
+        tc.module.clone()
+    } else {
+        format!("{} [{}: not part of the certificate]", tc.module, tc.target)
+    }
+}
+
+fn testcases(result: &TestcaseResult) -> Vec<TestCase> {
     let tc = &result.testcase;
     let time = junit_report::Duration::seconds_f64(result.duration.as_secs_f64());
+    if result.verdict == Verdict::NotImplemented {
+        let reason = sanitize(&result.log.join(" "));
+        let mut case = TestCase::skipped_with_cause(&tc.id, "NOT-IMPLEMENTED", &reason);
+        case.set_classname(&tc.id);
+        return vec![case];
+    }
     if result.verdict == Verdict::Skipped && result.outcome.requirements.is_empty() {
         let mut case = TestCase::skipped(&tc.id);
         case.set_classname(&tc.id);
         return vec![case];
     }
-    let p = policy(tc, strict);
+    let p = result.policy;
     // The testcase's time is spread evenly; requirements are decided together.
     let share = time / result.outcome.requirements.len().max(1) as f64;
     result
@@ -190,6 +208,15 @@ fn properties(report: &RunReport) -> Vec<(&'static str, String)> {
         ("reference-date", m.reference_date.to_string()),
         ("strict", m.strict.to_string()),
     ];
+    if let Some(v) = m.scope_validity {
+        props.push(("scope-validity", v.as_str().to_string()));
+    }
+    if let Some(mode) = &m.execution_mode {
+        props.push(("execution-mode", mode.clone()));
+    }
+    for target in report.targets() {
+        props.push(("target", target.line()));
+    }
     if let Some(host) = &m.api_server {
         props.push(("api-server", host.clone()));
     }

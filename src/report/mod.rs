@@ -4,7 +4,7 @@
 pub mod junit;
 pub mod yaml;
 
-use crate::catalogue::{Level, Testcase};
+use crate::catalogue::{MAIN_TARGET, Testcase, Validity};
 use crate::outcome::{CheckOutcome, Policy, Status, Verdict};
 use serde::Serialize;
 use std::path::Path;
@@ -19,6 +19,13 @@ pub struct RunMeta {
     pub finished: jiff::Timestamp,
     pub catalogue: String,
     pub scope_version: String,
+    /// The scope version's state on the reference date (`None`: a fixed selection, the
+    /// `e2e` command).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_validity: Option<Validity>,
+    /// `--execution-mode`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_mode: Option<String>,
     pub reference_date: jiff::civil::Date,
     pub strict: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,7 +44,12 @@ pub struct RunMeta {
 pub struct TestcaseResult {
     pub testcase: Testcase,
     pub outcome: CheckOutcome,
+    /// How its requirements count (level, `--strict`).
+    pub policy: Policy,
     pub verdict: Verdict,
+    /// Whether it decides the exit code (the certificate's, those named, or every one with
+    /// `--count-all-targets`).
+    pub counted: bool,
     pub duration: Duration,
     pub log: Vec<String>,
 }
@@ -46,25 +58,86 @@ impl TestcaseResult {
     pub fn new(
         testcase: Testcase,
         outcome: CheckOutcome,
-        strict: bool,
+        policy: Policy,
+        counted: bool,
         duration: Duration,
         log: Vec<String>,
     ) -> Self {
-        let verdict = outcome.verdict(policy(&testcase, strict));
+        let verdict = outcome.verdict(policy);
         TestcaseResult {
             testcase,
             outcome,
+            policy,
             verdict,
+            counted,
             duration,
             log,
         }
     }
+
+    /// A testcase this binary has no check for: skipped with `reason`, never passed.
+    pub fn not_implemented(testcase: Testcase, counted: bool, reason: &str) -> Self {
+        let mut result = Self::new(
+            testcase,
+            CheckOutcome::default(),
+            Policy::new(crate::outcome::Level::Mandatory, false),
+            counted,
+            Duration::ZERO,
+            vec![reason.to_string()],
+        );
+        result.verdict = Verdict::NotImplemented;
+        result
+    }
+
+    /// What the SCS compliance runner and monitor are shown on stderr: `ERROR:` for every
+    /// requirement that failed or could not be decided, `WARNING:` for every warning (each
+    /// as counted under this run's policy), named `<testcase>/<requirement>`.
+    pub fn diagnostics(&self) -> Vec<(Severity, String, &str)> {
+        let id = &self.testcase.id;
+        let mut lines: Vec<(Severity, String, &str)> = self
+            .outcome
+            .requirements
+            .iter()
+            .filter_map(|r| {
+                let severity = match self.policy.effective(r.status) {
+                    Status::Fail | Status::Abort => Severity::Error,
+                    Status::Warn => Severity::Warning,
+                    _ => return None,
+                };
+                Some((severity, requirement_name(id, &r.id), r.message.as_str()))
+            })
+            .collect();
+        let general = if self.policy.strict {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        lines.extend(
+            self.outcome
+                .warnings
+                .iter()
+                .map(|w| (general, id.clone(), w.as_str())),
+        );
+        lines
+    }
 }
 
-pub fn policy(testcase: &Testcase, strict: bool) -> Policy {
-    Policy {
-        strict,
-        mandatory: testcase.level == Level::Mandatory,
+/// How a diagnostic line counts for the SCS compliance runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// `ERROR:` (counted as an error; shown by the compliance monitor).
+    Error,
+    /// `WARNING:` (shown by the compliance monitor).
+    Warning,
+}
+
+impl Severity {
+    /// The line's prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Warning => "WARNING",
+        }
     }
 }
 
@@ -108,17 +181,21 @@ impl RunReport {
             .results
             .iter()
             .map(|r| {
-                let p = policy(&r.testcase, self.meta.strict);
                 r.outcome.warnings.len()
                     + r.outcome
                         .requirements
                         .iter()
-                        .filter(|q| p.effective(q.status) == Status::Warn)
+                        .filter(|q| r.policy.effective(q.status) == Status::Warn)
                         .count()
             })
             .sum();
+        let not_implemented = match count(Verdict::NotImplemented) {
+            0 => String::new(),
+            n => format!(", {n} not implemented"),
+        };
         format!(
-            "{} testcases: {} passed, {} failed, {} aborted, {} not applicable; {} warnings",
+            "{} testcases: {} passed, {} failed, {} aborted, {} not applicable{not_implemented}; \
+             {} warnings",
             self.results.len(),
             count(Verdict::Pass),
             count(Verdict::Fail),
@@ -127,6 +204,117 @@ impl RunReport {
             warnings
         )
     }
+
+    /// The result per target, the certificate (target `main`) first, as SCS's runner
+    /// reports it: what counts for the exit code and what does not.
+    pub fn targets(&self) -> Vec<TargetResult> {
+        let mut names: Vec<&str> = self
+            .results
+            .iter()
+            .map(|r| r.testcase.target.as_str())
+            .collect();
+        names.sort_by_key(|t| (*t != MAIN_TARGET, *t));
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let of: Vec<&TestcaseResult> = self
+                    .results
+                    .iter()
+                    .filter(|r| r.testcase.target == name)
+                    .collect();
+                let ids = |v: Verdict| -> Vec<String> {
+                    of.iter()
+                        .filter(|r| r.verdict == v)
+                        .map(|r| r.testcase.id.clone())
+                        .collect()
+                };
+                TargetResult {
+                    target: name.to_string(),
+                    certificate: name == MAIN_TARGET,
+                    verdict: fold(of.iter().map(|r| r.verdict)),
+                    counted: of.iter().all(|r| r.counted),
+                    passed: ids(Verdict::Pass),
+                    failed: ids(Verdict::Fail),
+                    aborted: ids(Verdict::Abort),
+                    not_applicable: ids(Verdict::Skipped),
+                    not_implemented: ids(Verdict::NotImplemented),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One target's result (`main` is the certificate).
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    /// Whether this is the certificate's target.
+    pub certificate: bool,
+    /// FAIL, ABORT (also when a testcase is not implemented), PASS; SKIPPED when nothing
+    /// was decided.
+    pub verdict: Verdict,
+    /// Whether its testcases decide the exit code.
+    pub counted: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aborted: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_implemented: Vec<String>,
+}
+
+impl TargetResult {
+    /// One line for stderr, e.g. `target main (the certificate): FAIL: 2 passed, 1 failed
+    /// (version-policy-check)`.
+    pub fn line(&self) -> String {
+        let role = if self.certificate {
+            "the certificate".to_string()
+        } else if self.counted {
+            "beside the certificate, counted in the exit code".to_string()
+        } else {
+            "beside the certificate, not counted in the exit code".to_string()
+        };
+        let mut parts = vec![format!("{} passed", self.passed.len())];
+        for (what, ids) in [
+            ("failed", &self.failed),
+            ("aborted", &self.aborted),
+            ("not applicable", &self.not_applicable),
+            ("not implemented", &self.not_implemented),
+        ] {
+            if !ids.is_empty() {
+                parts.push(format!("{} {what} ({})", ids.len(), ids.join(", ")));
+            }
+        }
+        let verdict = match self.verdict {
+            Verdict::NotImplemented => "INCOMPLETE",
+            Verdict::Skipped => "NOTHING DECIDED",
+            v => v.as_str(),
+        };
+        format!(
+            "target {} ({role}): {verdict}: {}",
+            self.target,
+            parts.join(", ")
+        )
+    }
+}
+
+/// FAIL over ABORT over not implemented over PASS; SKIPPED when nothing was decided.
+fn fold(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
+    let all: Vec<Verdict> = verdicts.collect();
+    [
+        Verdict::Fail,
+        Verdict::Abort,
+        Verdict::NotImplemented,
+        Verdict::Pass,
+    ]
+    .into_iter()
+    .find(|v| all.contains(v))
+    .unwrap_or(Verdict::Skipped)
 }
 
 /// The JUnit / report name of a requirement: `<testcase>/<requirement>`, or the testcase

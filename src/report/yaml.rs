@@ -1,6 +1,6 @@
 //! `report.yaml`: the run's facts and every requirement's result, for people and scripts.
 
-use super::{RunMeta, RunReport, policy, requirement_name};
+use super::{RunMeta, RunReport, TargetResult, requirement_name};
 use crate::outcome::{Status, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -9,15 +9,24 @@ use std::collections::BTreeMap;
 struct Document<'a> {
     run: &'a RunMeta,
     summary: String,
+    /// Per target; `main` (the certificate) first.
+    targets: Vec<TargetResult>,
     testcases: Vec<TestcaseDoc<'a>>,
 }
 
 #[derive(Serialize)]
 struct TestcaseDoc<'a> {
     id: &'a str,
-    standard: &'a str,
+    module: &'a str,
+    target: &'a str,
+    /// In target `main`: part of the certificate.
+    certificate: bool,
+    /// Decides the exit code.
+    counted: bool,
     level: &'static str,
     verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     duration_seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     requirements: Vec<RequirementDoc<'a>>,
@@ -44,16 +53,21 @@ pub fn render(report: &RunReport) -> String {
     let doc = Document {
         run: &report.meta,
         summary: report.summary(),
+        targets: report.targets(),
         testcases: report
             .results
             .iter()
             .map(|r| {
-                let p = policy(&r.testcase, report.meta.strict);
+                let p = r.policy;
                 TestcaseDoc {
                     id: &r.testcase.id,
-                    standard: &r.testcase.standard,
-                    level: r.testcase.level.as_str(),
+                    module: &r.testcase.module,
+                    target: &r.testcase.target,
+                    certificate: r.testcase.certificate(),
+                    counted: r.counted,
+                    level: p.level().as_str(),
                     verdict: r.verdict,
+                    reason: (r.verdict == Verdict::NotImplemented).then(|| r.log.join(" ")),
                     duration_seconds: (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
                     requirements: r
                         .outcome

@@ -56,12 +56,36 @@ impl Output {
         self.file("report.yaml")
     }
 
-    /// The `ERROR ...` lines of stderr.
+    /// The `ERROR: ...` lines of stderr (a requirement failed or could not be decided).
     pub fn errors(&self) -> Vec<&str> {
         self.stderr
             .lines()
-            .filter(|l| l.starts_with("ERROR"))
+            .filter(|l| l.starts_with("ERROR: "))
             .collect()
+    }
+
+    /// The `WARNING: ...` lines of stderr.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("WARNING: "))
+            .collect()
+    }
+
+    /// The `CRITICAL: ...` lines of stderr (the command could not run).
+    pub fn criticals(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("CRITICAL: "))
+            .collect()
+    }
+
+    /// The one `CRITICAL:` line, without its prefix; panics unless there is exactly one.
+    pub fn critical(&self) -> &str {
+        match self.criticals()[..] {
+            [line] => &line["CRITICAL: ".len()..],
+            _ => panic!("expected one CRITICAL line:\n{}", self.stderr),
+        }
     }
 
     /// No panic, no backtrace: bad input must end in a clean message.

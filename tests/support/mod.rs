@@ -44,6 +44,7 @@ pub mod loadbalancer;
 mod network;
 pub mod proxy;
 mod resources;
+pub mod scs;
 mod selectors;
 mod server;
 mod spec;

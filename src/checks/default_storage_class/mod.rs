@@ -302,7 +302,7 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
     if let Some(pv) = &functional.volume {
         local.extend(local_signs(pv));
     }
-    let standard = ctx.testcase.standard.clone();
+    let standard = ctx.testcase.module.clone();
     outcome.push(if !local.is_empty() {
         let status = local_status(&standard);
         let verb = if status == Status::Warn {

@@ -30,7 +30,7 @@ pub fn collect(args: &CollectOptions) -> u8 {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            console::error(&format!("cannot start the async runtime: {e}"));
+            console::critical(&format!("cannot start the async runtime: {e}"));
             return EXIT_ABORT;
         }
     };
@@ -43,7 +43,7 @@ pub fn collect(args: &CollectOptions) -> u8 {
         let client = match preflight::connect_one(&connect).await {
             Ok((client, _)) => client,
             Err(e) => {
-                console::error(&e.to_string());
+                console::critical(&e.to_string());
                 return match e {
                     ConnectError::Config(_) => EXIT_USAGE,
                     ConnectError::Unreachable(_) => EXIT_ABORT,
@@ -65,7 +65,7 @@ pub fn collect(args: &CollectOptions) -> u8 {
             Ok(text) => {
                 data.insert(JUNIT_KEY.to_string(), text);
             }
-            Err(e) => console::warn(&format!("no {JUNIT_KEY}: {e}")),
+            Err(e) => console::caution(&format!("no {JUNIT_KEY}: {e}")),
         }
         if let Ok(log) = std::fs::read_to_string(args.results_dir.join(LOG_KEY)) {
             let used: usize = data.values().map(String::len).sum();
@@ -80,7 +80,7 @@ pub fn collect(args: &CollectOptions) -> u8 {
                 EXIT_OK
             }
             Err(e) => {
-                console::error(&e.to_string());
+                console::critical(&e.to_string());
                 EXIT_ABORT
             }
         }

@@ -34,7 +34,7 @@ pub mod upstream;
 
 use super::network_policy::Networking;
 use super::{CheckContext, CheckDef, Options};
-use crate::catalogue::{Level, Testcase};
+use crate::catalogue::{MAIN_TARGET, Testcase};
 use crate::cluster::errors::human_duration;
 use crate::cluster::objects::{self, create};
 use crate::cluster::{Cluster, ClusterObject, jobs, namespace_name, pods, wait, workload};
@@ -80,6 +80,9 @@ pub struct Settings {
     pub e2e_skip: Option<String>,
     /// Ginkgo processes (N > 1 runs in parallel and skips `[Serial]`).
     pub e2e_parallel: Option<u16>,
+    /// Parallel processes, as many as ginkgo picks (`--execution-mode parallel` without
+    /// `--e2e-parallel`; skips `[Serial]`).
+    pub e2e_parallel_auto: bool,
     /// List the specs without running them.
     pub e2e_dry_run: bool,
     /// The ok-to-fail list file; `None`: the built-in list.
@@ -97,6 +100,7 @@ impl Default for Settings {
             conformance_image: None,
             e2e_skip: None,
             e2e_parallel: None,
+            e2e_parallel_auto: false,
             e2e_dry_run: false,
             ok_to_fail: None,
             e2e_timeout: Duration::from_secs(3 * 3600),
@@ -144,23 +148,25 @@ pub fn default_image(git_version: &str, registry: Option<&str>) -> String {
     }
 }
 
-/// The testcase the `e2e` command reports under, and how kaas-networking-check must run.
+/// The testcase the `e2e` command reports under (module and target as in the built-in
+/// catalogue; a custom focus is beside the certificate), and how kaas-networking-check must
+/// run.
 pub fn testcase(focus: &str) -> (Testcase, Networking) {
-    let (id, standard, name, check, description, networking) = if focus == NETWORK_POLICY_FOCUS {
+    let (id, module, name, target, description, networking) = if focus == NETWORK_POLICY_FOCUS {
         (
             "kaas-networking-check",
             "scs-0219-v1",
             "KaaS networking",
-            crate::checks::network_policy::CHECK.name,
+            MAIN_TARGET,
             "Upstream e2e tests focused on NetworkPolicy",
             Networking::E2e,
         )
     } else if focus == DEFAULT_FOCUS {
         (
             "cncf-k8s-conformance",
-            "scs-0201",
-            "CNCF Kubernetes conformance",
-            CONFORMANCE_CHECK.name,
+            "cncf-k8s-conformance",
+            "scs-0201-v1: CNCF Kubernetes conformance",
+            MAIN_TARGET,
             "Upstream e2e conformance tests ([Conformance])",
             Networking::Native,
         )
@@ -169,18 +175,20 @@ pub fn testcase(focus: &str) -> (Testcase, Networking) {
             "upstream-e2e",
             "upstream-e2e",
             "Upstream Kubernetes e2e tests",
-            UPSTREAM_CHECK.name,
+            "extension",
             "Upstream e2e tests with a custom focus",
             Networking::Native,
         )
     };
     let tc = Testcase {
         id: id.into(),
-        standard: standard.into(),
-        standard_name: name.into(),
-        level: Level::Mandatory,
-        check: check.into(),
+        module: module.into(),
+        module_name: name.into(),
+        target: target.into(),
         description: description.into(),
+        url: None,
+        section: None,
+        lifetime: None,
     };
     (tc, networking)
 }
@@ -225,18 +233,21 @@ pub fn objects(spec: &Spec, opts: &Settings) -> Objects {
         env("E2E_USE_GO_RUNNER", "true"),
         env("RESULTS_DIR", RESULTS_DIR),
     ];
-    let parallel = opts.e2e_parallel.filter(|n| *n > 1);
+    let procs = opts.e2e_parallel.filter(|n| *n > 1);
+    let parallel = procs.is_some() || opts.e2e_parallel_auto;
     // go-runner skips `[Serial]` in parallel runs only when E2E_SKIP is empty; an explicit
     // skip keeps that protection here.
     match (&opts.e2e_skip, parallel) {
-        (Some(skip), Some(_)) => e2e_env.push(env("E2E_SKIP", &format!(r"\[Serial\]|{skip}"))),
-        (Some(skip), None) => e2e_env.push(env("E2E_SKIP", skip)),
+        (Some(skip), true) => e2e_env.push(env("E2E_SKIP", &format!(r"\[Serial\]|{skip}"))),
+        (Some(skip), false) => e2e_env.push(env("E2E_SKIP", skip)),
         (None, _) => {}
     }
-    if let Some(n) = parallel {
+    if parallel {
         // `--p` (from E2E_PARALLEL) picks the process count itself; ginkgo lets an explicit
         // `--procs` win.
         e2e_env.push(env("E2E_PARALLEL", "true"));
+    }
+    if let Some(n) = procs {
         e2e_env.push(env("E2E_EXTRA_GINKGO_ARGS", &format!("--procs={n}")));
     }
     if opts.e2e_dry_run {
@@ -506,7 +517,7 @@ async fn drive(
     })
     .await;
     if let Some(warning) = broke {
-        console::warn(&warning);
+        console::caution(&warning);
     }
     // The e2e container has ended; the sidecar stores the results right after.
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
@@ -544,6 +555,7 @@ mod tests {
         for pair in args.chunks(2) {
             match pair {
                 ["--e2e-parallel", n] => settings.e2e_parallel = Some(n.parse().unwrap()),
+                ["--execution-mode", "parallel"] => settings.e2e_parallel_auto = true,
                 ["--e2e-skip", s] => settings.e2e_skip = Some(s.to_string()),
                 other => panic!("unexpected {other:?}"),
             }
@@ -586,6 +598,12 @@ mod tests {
         let env = env_of(&["--e2e-parallel", "1", "--e2e-skip", "SCTP"]);
         assert_eq!(env["E2E_SKIP"], "SCTP");
         assert!(!env.contains_key("E2E_PARALLEL"));
+        // SCS's parallel mode: go-runner's `--p` picks the count and skips `[Serial]`.
+        let env = env_of(&["--execution-mode", "parallel"]);
+        assert_eq!(env["E2E_PARALLEL"], "true");
+        assert!(!env.contains_key("E2E_EXTRA_GINKGO_ARGS") && !env.contains_key("E2E_SKIP"));
+        let env = env_of(&["--execution-mode", "parallel", "--e2e-skip", "SCTP"]);
+        assert_eq!(env["E2E_SKIP"], r"\[Serial\]|SCTP");
     }
 
     #[test]
