@@ -5,7 +5,7 @@
 
 use crate::catalogue::{Catalogue, Testcase};
 use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
-use crate::checks::{self, CheckContext, CheckLog, DataFiles, Options, Subject};
+use crate::checks::{self, CheckContext, CheckLog, DataFiles, Decisions, Options, Subject};
 use crate::cluster::config;
 use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
@@ -536,12 +536,14 @@ impl Shared {
                 return CheckOutcome::aborted("", "the run was interrupted before this check started");
             }
         };
+        let decisions = Decisions::default();
         let ctx = CheckContext {
             testcase: tc.clone(),
             subject: self.subject.clone(),
             offering: self.offering.clone(),
             options: self.options.clone(),
             log: log.clone(),
+            decisions: decisions.clone(),
         };
         log.info(format!("started ({})", def.summary));
         let deadline = def.deadline(&self.options, self.timeout);
@@ -550,15 +552,27 @@ impl Shared {
                 .map(|l| format!("; last step: {l}"))
                 .unwrap_or_default()
         };
+        // What the check decided before a stop stays; only the undecided rest is ABORT.
+        let stopped = |reason: String| {
+            let partial = decisions.take();
+            if !partial.undecided().is_empty() || partial.is_decided("") {
+                log.info(format!("stopped: {reason}"));
+            } else {
+                log.info(format!(
+                    "stopped after every requirement was decided: {reason}"
+                ));
+            }
+            partial.stopped(&reason)
+        };
         let outcome = tokio::select! {
             result = tokio::time::timeout(deadline, (def.run)(&ctx)) => match result {
-                Ok(outcome) => outcome,
-                Err(_) => CheckOutcome::aborted("", format!(
+                Ok(rest) => decisions.take().finish(rest),
+                Err(_) => stopped(format!(
                     "the check did not finish within {} (--timeout){}",
                     human_duration(deadline), last_step()
                 )),
             },
-            _ = cancel.wait_for(|c| *c) => CheckOutcome::aborted("", format!(
+            _ = cancel.wait_for(|c| *c) => stopped(format!(
                 "the run was interrupted{}", last_step()
             )),
         };

@@ -1,9 +1,11 @@
 //! The bottom layer: everything checks and orchestration use to talk to the cluster: the
 //! connection (`config`, `preflight`), the run labels, scratch namespaces and the cleanup
 //! registry (here), labelled object builders (`objects`), Jobs and pod logs (`jobs`),
-//! watch-based waits (`wait`), pod state (`pods`), restricted pod templates (`workload`)
-//! and API error descriptions (`errors`). It knows no check and no orchestration.
+//! watch-based waits (`wait`), pod state (`pods`), pods admission refuses (`admission`),
+//! restricted pod templates (`workload`) and API error descriptions (`errors`). It knows
+//! no check and no orchestration.
 
+pub mod admission;
 pub mod config;
 pub mod errors;
 pub mod jobs;

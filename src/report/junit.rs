@@ -1,6 +1,7 @@
 //! JUnit XML: one `<testsuite>` per standard, one `<testcase>` per requirement
 //! (`version-policy-check/patch-recency`). FAIL is `<failure>`, ABORT `<error>`, not
-//! applicable `<skipped>`, warnings are `WARNING` lines in `<system-out>`. Validates
+//! applicable and not attempted `<skipped>` (types `NOT-APPLICABLE`, `NOT-ATTEMPTED`),
+//! warnings are `WARNING` lines and accepted failures `ACCEPTED` lines in `<system-out>`. Validates
 //! against the Jenkins xUnit `junit-10.xsd`. Testcases of an upstream suite a check ran
 //! (the e2e image's `junit_01.xml`) follow in a testsuite of their own per testcase.
 
@@ -87,13 +88,19 @@ fn testcases(result: &TestcaseResult, strict: bool) -> Vec<TestCase> {
                 Status::NotApplicable => {
                     TestCase::skipped_with_cause(&name, "NOT-APPLICABLE", &message)
                 }
-                Status::Pass | Status::Warn | Status::Info => TestCase::success(&name, share),
+                Status::NotAttempted => {
+                    TestCase::skipped_with_cause(&name, "NOT-ATTEMPTED", &message)
+                }
+                Status::Pass | Status::Warn | Status::Info | Status::Accepted => {
+                    TestCase::success(&name, share)
+                }
             };
             case.set_classname(&tc.id);
             let mut out = Vec::new();
             match effective {
                 Status::Warn => out.push(format!("WARNING {message}")),
                 Status::Info => out.push(format!("INFO {message}")),
+                Status::Accepted => out.push(format!("ACCEPTED {message}")),
                 Status::Pass => out.push(message.clone()),
                 _ => {}
             }

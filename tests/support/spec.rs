@@ -37,6 +37,12 @@ pub struct ClusterSpec {
     /// The cloud controller's load balancers for `type: LoadBalancer` Services
     /// (see `loadbalancer.rs`); `None`: no cloud controller, such Services stay pending.
     pub cloud_lb: Option<super::loadbalancer::CloudLb>,
+    /// Admission refuses every pod with this reason (what a ResourceQuota, Pod Security or
+    /// a validating webhook would say, e.g. `exceeded quota: pods, requested: pods=1, used:
+    /// pods=0, limited: pods=0`): a `POST` of a pod gets 403 `pods "NAME" is forbidden:
+    /// <reason>`; a Deployment's ReplicaSet records `Warning FailedCreate` (`Error creating:
+    /// ...`) and the Deployment gets the condition `ReplicaFailure`, as upstream.
+    pub pod_admission: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -71,6 +77,7 @@ impl Default for ClusterSpec {
             provisioners: vec![],
             network: Default::default(),
             cloud_lb: None,
+            pod_admission: None,
         }
     }
 }

@@ -10,8 +10,11 @@ use crate::cluster::Cluster;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// netexec's own 5 s dial timeout plus the API server proxy's overhead.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longer than the API server's own limit, so that its answer (e.g. `503 error trying to
+/// reach service: dial tcp ...: i/o timeout`) arrives and is kept: kube-apiserver dials pods
+/// with Go's default transport dialer (30 s connect timeout, `utilnet.SetTransportDefaults`),
+/// behind which netexec's HTTP client gives up after 5 s.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
