@@ -242,10 +242,10 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
             .server_info(timeout)
             .await
             .map_err(|e| e.to_string());
-        connected.push((connection.client, info));
+        connected.push(((connection.client, connection.no_retry), info));
     }
     let mut connected = connected.into_iter();
-    let Some((client, primary)) = connected.next() else {
+    let Some(((client, no_retry), primary)) = connected.next() else {
         return plan.abort_all(EXIT_USAGE, "no cluster to check");
     };
     let primary = match primary {
@@ -285,12 +285,9 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         WriteAccess::Allowed => {}
     }
 
-    let cluster = Arc::new(Cluster::new(
-        client,
-        plan.meta.run_id.clone(),
-        timeout,
-        args.keep,
-    ));
+    let cluster = Arc::new(
+        Cluster::new(client, plan.meta.run_id.clone(), timeout, args.keep).with_no_retry(no_retry),
+    );
     let http = match reqwest::Client::builder()
         .user_agent(concat!("scs-kaas-check/", env!("CARGO_PKG_VERSION")))
         .timeout(std::time::Duration::from_secs(30))

@@ -241,7 +241,10 @@ fn cloud_refusing_the_load_balancer_fails_with_its_events() {
         out.junit_message(&format!("{SVC}/reachable")),
         "not attempted: the Service got no external address"
     );
-    assert_eq!(out.junit_kind(&format!("{SVC}/reachable")), "skipped NOT-ATTEMPTED");
+    assert_eq!(
+        out.junit_kind(&format!("{SVC}/reachable")),
+        "skipped NOT-ATTEMPTED"
+    );
     assert_cleaned_up(&sim, &out, &[]);
 }
 
@@ -280,7 +283,10 @@ fn decided_failure_survives_a_deadline_during_the_release_of_the_service() {
             .into_iter()
             .find(|s| s["spec"]["type"] == "LoadBalancer")
             .unwrap();
-        let namespace = service["metadata"]["namespace"].as_str().unwrap().to_string();
+        let namespace = service["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
         sim.set_faults(vec![support::Fault::Hang {
             path_prefix: format!("/api/v1/namespaces/{namespace}/services/echo"),
         }]);
@@ -289,14 +295,19 @@ fn decided_failure_survives_a_deadline_during_the_release_of_the_service() {
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout, format!("{SVC}: FAIL\n"));
     assert!(
-        out.stderr.contains("stopped after every requirement was decided: the check did not \
-             finish within 6s (--timeout); last step: "),
+        out.stderr.contains(
+            "stopped after every requirement was decided: the check did not \
+             finish within 6s (--timeout); last step: "
+        ),
         "{}",
         out.stderr
     );
     let name = format!("{SVC}/address-assigned");
     assert_eq!(out.junit_kind(&name), "failure FAIL");
-    assert!(out.junit_message(&name).contains("got no external address within 2s"));
+    assert!(
+        out.junit_message(&name)
+            .contains("got no external address within 2s")
+    );
     assert_eq!(out.report_requirement(&name).0, "fail");
     assert_eq!(
         out.report_requirement(&format!("{SVC}/reachable")),
@@ -340,7 +351,10 @@ fn ip_preservation_without_any_address_measured_nothing_and_does_not_pass() {
         ),
         "{message}"
     );
-    assert_eq!(out.report_requirement(&format!("{IP}/preservation")).0, "abort");
+    assert_eq!(
+        out.report_requirement(&format!("{IP}/preservation")).0,
+        "abort"
+    );
     assert_cleaned_up(&sim, &out, &[]);
 }
 

@@ -89,6 +89,10 @@ pub fn run_selector(run_id: Option<&str>) -> String {
 /// A connected cluster and the run's bookkeeping of what it created there.
 pub struct Cluster {
     pub client: Client,
+    /// The client for requests whose error answers are data (see
+    /// [`preflight::Connection::no_retry`]); `client` unless set by
+    /// [`Cluster::with_no_retry`].
+    pub no_retry: Client,
     pub run_id: String,
     pub request_timeout: Duration,
     /// `--keep`: leave created objects in place.
@@ -100,12 +104,19 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(client: Client, run_id: String, request_timeout: Duration, keep: bool) -> Self {
         Cluster {
+            no_retry: client.clone(),
             client,
             run_id,
             request_timeout,
             keep,
             created: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Uses `client` (without retries) for requests whose error answers are data.
+    pub fn with_no_retry(mut self, client: Client) -> Self {
+        self.no_retry = client;
+        self
     }
 
     /// Runs one API call with the request timeout.

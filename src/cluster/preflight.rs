@@ -40,6 +40,10 @@ pub fn api_host(uri: &http::Uri) -> String {
 /// A client for one subject, not yet known to answer.
 pub struct Connection {
     pub client: Client,
+    /// The same connection without kube's retries of 429/503/504: for requests whose error
+    /// answers are the finding (the pod proxy's `503 error trying to reach service: ...`),
+    /// which a retry would turn into a time-out.
+    pub no_retry: Client,
     /// The subject (context) name.
     pub name: String,
     /// API server host and port.
@@ -52,10 +56,15 @@ pub fn connect(subject: Subject, timeout: Duration) -> Result<Connection, String
     let host = api_host(&subject.config.cluster_url);
     let mut kube_config = subject.config;
     kube_config.connect_timeout = Some(timeout);
-    let client = Client::try_from(kube_config)
-        .map_err(|e| format!("context {:?} is unusable: {}", subject.name, one_line(&e)))?;
+    let unusable =
+        |e: kube::Error| format!("context {:?} is unusable: {}", subject.name, one_line(&e));
+    let mut once = kube_config.clone();
+    once.default_retry = false;
+    let no_retry = Client::try_from(once).map_err(unusable)?;
+    let client = Client::try_from(kube_config).map_err(unusable)?;
     Ok(Connection {
         client,
+        no_retry,
         name: subject.name,
         host,
     })

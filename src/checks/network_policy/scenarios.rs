@@ -338,6 +338,19 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_ok_to_fail_list_accepts_only_the_ipblock_scenario() {
+        use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
+        let list = OkToFail::parse(BUILTIN_OK_TO_FAIL, "built-in").unwrap();
+        let accepted: Vec<&str> = scenarios()
+            .iter()
+            .filter(|s| list.reason(&upstream_name(s.upstream)).is_some())
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(accepted, ["egress-ipblock-except"]);
+        assert!(scenarios().iter().all(|s| !s.upstream.is_empty()));
+    }
+
+    #[test]
     fn covering_cidrs() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
