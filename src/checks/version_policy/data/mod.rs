@@ -338,7 +338,7 @@ fn bundled_cve_data(
         Err(e) => Err(e.to_string()),
     };
     let coverage = record_coverage(
-        "the bundled CVE records standards/data/k8s-cves.json".into(),
+        "the bundled CVE data standards/data/k8s-cves.json".into(),
         &cves,
     );
     (cves, coverage)
