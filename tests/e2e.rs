@@ -38,6 +38,13 @@ fn run(sim: &SimCluster, extra: &[&str]) -> Output {
     out
 }
 
+/// The arguments of `run` against `kubeconfig`, offline, with the sidecar's image.
+fn run_args<'a>(kubeconfig: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-k", kubeconfig, "--offline", "--image", IMAGE];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn e2e(sim: &SimCluster, extra: &[&str]) -> Output {
     let kubeconfig = sim.kubeconfig_path();
     let mut args = vec![
@@ -315,16 +322,7 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
 fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
     let sim = sim("hang");
     let kubeconfig = sim.kubeconfig_path();
-    let args = [
-        "run",
-        "-k",
-        kubeconfig.to_str().expect("utf-8"),
-        "--offline",
-        "--image",
-        IMAGE,
-        "--check",
-        TC,
-    ];
+    let args = run_args(kubeconfig.to_str().expect("utf-8"), &["--check", TC]);
     let out = interrupted(&args, "the e2e pod", Duration::from_secs(60), || {
         !sim.objects("pods").is_empty() && !suite_objects(&sim, "clusterroles").is_empty()
     });
@@ -348,20 +346,17 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     support::incluster::register_suite_image(&sim, IMAGE);
     support::conformance::register_focused(&sim, &[("NetworkPolicy", "hang")]);
     let kubeconfig = sim.kubeconfig_path();
-    let args = [
-        "run",
-        "-k",
+    let args = run_args(
         kubeconfig.to_str().expect("utf-8"),
-        "--offline",
-        "--image",
-        IMAGE,
-        "--check",
-        "kaas-networking-check",
-        "--networking",
-        "both",
-        "--policy-timeout",
-        "2s",
-    ];
+        &[
+            "--check",
+            "kaas-networking-check",
+            "--networking",
+            "both",
+            "--policy-timeout",
+            "2s",
+        ],
+    );
     let out = interrupted(&args, "the native failure", Duration::from_secs(90), || {
         let requests = sim.requests();
         let policy_created = requests

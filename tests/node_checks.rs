@@ -149,18 +149,20 @@ fn custom_host_label() {
     );
 }
 
+/// The compliant nodes with node `name` changed by `change`.
+fn with_changed(name: &str, change: impl Fn(NodeSpec) -> NodeSpec) -> Vec<NodeSpec> {
+    compliant_nodes()
+        .into_iter()
+        .map(|n| if n.name == name { change(n) } else { n })
+        .collect()
+}
+
 #[test]
 fn missing_zone_label_is_named() {
-    let nodes = compliant_nodes()
-        .into_iter()
-        .map(|mut n| {
-            if n.name == "w2" {
-                n.labels.remove("topology.kubernetes.io/zone");
-            }
-            n
-        })
-        .collect();
-    let sim = sim(nodes);
+    let sim = sim(with_changed("w2", |mut n| {
+        n.labels.remove("topology.kubernetes.io/zone");
+        n
+    }));
     let out = run(&sim, &[DIST], &[]);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -255,20 +257,12 @@ fn attested_control_plane_is_judged_by_the_attestation() {
 
 #[test]
 fn legacy_topology_labels_fail_naming_them() {
-    let nodes = compliant_nodes()
-        .into_iter()
-        .map(|mut n| {
-            if n.name == "w2" {
-                n.labels.remove("topology.kubernetes.io/zone");
-                n.labels.remove("topology.kubernetes.io/region");
-                n = n
-                    .label("failure-domain.beta.kubernetes.io/zone", "zone-2")
-                    .label("failure-domain.beta.kubernetes.io/region", "region-1");
-            }
-            n
-        })
-        .collect();
-    let sim = sim(nodes);
+    let sim = sim(with_changed("w2", |mut n| {
+        n.labels.remove("topology.kubernetes.io/zone");
+        n.labels.remove("topology.kubernetes.io/region");
+        n.label("failure-domain.beta.kubernetes.io/zone", "zone-2")
+            .label("failure-domain.beta.kubernetes.io/region", "region-1")
+    }));
     let out = run(&sim, &[DIST], &[]);
     assert_eq!(out.code, 1);
     assert_eq!(

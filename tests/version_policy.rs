@@ -304,25 +304,30 @@ fn proxy(refuse: bool) -> String {
     format!("http://{address}")
 }
 
+/// The check at 2026-06-01 with online data, fetched through `proxy`.
+fn online(sim: &SimCluster, proxy: &str, extra: &[&str]) -> Output {
+    let kubeconfig = sim.kubeconfig_path();
+    let mut args = vec![
+        "run",
+        "-k",
+        kubeconfig.to_str().unwrap(),
+        "--check",
+        TC,
+        "--reference-date",
+        "2026-06-01",
+    ];
+    args.extend_from_slice(extra);
+    let out = scs_with(&args, |cmd| {
+        cmd.env("ALL_PROXY", proxy);
+    });
+    out.assert_clean_exit();
+    out
+}
+
 #[test]
 fn a_failed_online_fetch_decides_nothing_instead_of_falling_back() {
     let sim = cluster("v1.34.3");
-    let kubeconfig = sim.kubeconfig_path();
-    let proxy = proxy(true);
-    let out = scs_with(
-        &[
-            "run",
-            "-k",
-            kubeconfig.to_str().unwrap(),
-            "--check",
-            TC,
-            "--reference-date",
-            "2026-06-01",
-        ],
-        |cmd| {
-            cmd.env("ALL_PROXY", &proxy);
-        },
-    );
+    let out = online(&sim, &proxy(true), &[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.stdout, "version-policy-check: ABORT\n");
     let message = out.junit_message(&format!("{TC}/patch-recency"));
@@ -347,25 +352,8 @@ fn a_decided_failure_survives_a_hanging_fetch() {
     // The branch is past its end of life (decided from local data at once); then the
     // release fetch hangs until --timeout stops the check.
     let sim = cluster("v1.31.14");
-    let kubeconfig = sim.kubeconfig_path();
-    let proxy = proxy(false);
     let started = std::time::Instant::now();
-    let out = scs_with(
-        &[
-            "run",
-            "-k",
-            kubeconfig.to_str().unwrap(),
-            "--check",
-            TC,
-            "--reference-date",
-            "2026-06-01",
-            "--timeout",
-            "3s",
-        ],
-        |cmd| {
-            cmd.env("ALL_PROXY", &proxy);
-        },
-    );
+    let out = online(&sim, &proxy(false), &["--timeout", "3s"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.stdout, "version-policy-check: FAIL\n");

@@ -75,18 +75,25 @@ impl Output {
         }
     }
 
-    /// The message of the JUnit element (failure/error/skipped) of one requirement.
-    pub fn junit_message(&self, testcase: &str) -> String {
+    /// The `<testcase>` element of one requirement, up to its end.
+    fn junit_case(&self, testcase: &str) -> String {
         let junit = self.junit();
         let start = junit
             .find(&format!("<testcase name=\"{testcase}\""))
             .unwrap_or_else(|| panic!("no testcase {testcase} in junit:\n{junit}"));
         let rest = &junit[start..];
-        let end = rest
-            .find("</testcase>")
-            .or_else(|| rest.find("/>"))
-            .unwrap_or(rest.len());
-        let case = &rest[..end];
+        let head_end = rest.find('>').map_or(rest.len(), |i| i + 1);
+        let end = if rest[..head_end].ends_with("/>") {
+            head_end
+        } else {
+            rest.find("</testcase>").unwrap_or(rest.len())
+        };
+        rest[..end].to_string()
+    }
+
+    /// The message of the JUnit element (failure/error/skipped) of one requirement.
+    pub fn junit_message(&self, testcase: &str) -> String {
+        let case = self.junit_case(testcase);
         match case.find("message=\"") {
             Some(i) => {
                 let m = &case[i + 9..];
@@ -99,17 +106,7 @@ impl Output {
     /// How JUnit reports one requirement: `failure FAIL`, `error ABORT`,
     /// `skipped NOT-ATTEMPTED`, `skipped NOT-APPLICABLE`, or `passed`.
     pub fn junit_kind(&self, testcase: &str) -> String {
-        let junit = self.junit();
-        let start = junit
-            .find(&format!("<testcase name=\"{testcase}\""))
-            .unwrap_or_else(|| panic!("no testcase {testcase} in junit:\n{junit}"));
-        let rest = &junit[start..];
-        let head_end = rest.find('>').unwrap_or(rest.len());
-        if rest[..head_end].ends_with('/') {
-            return "passed".into();
-        }
-        let end = rest.find("</testcase>").unwrap_or(rest.len());
-        let case = &rest[head_end..end];
+        let case = self.junit_case(testcase);
         for element in ["failure", "error", "skipped"] {
             if let Some(i) = case.find(&format!("<{element}")) {
                 let tag = &case[i..];
@@ -163,13 +160,7 @@ impl Output {
 
     /// The `<system-out>` text of one requirement's testcase.
     pub fn junit_out(&self, testcase: &str) -> String {
-        let junit = self.junit();
-        let Some(start) = junit.find(&format!("<testcase name=\"{testcase}\"")) else {
-            panic!("no testcase {testcase} in junit:\n{junit}");
-        };
-        let rest = &junit[start..];
-        let end = rest.find("</testcase>").unwrap_or(rest.len());
-        let case = &rest[..end];
+        let case = self.junit_case(testcase);
         match case.find("<system-out><![CDATA[") {
             Some(i) => {
                 let s = &case[i + 21..];
