@@ -573,3 +573,20 @@ fn a_proxy_error_keeps_its_message() {
     assert!(!message.contains("no answer"), "{message}");
     assert_cleaned_up(&sim);
 }
+
+#[test]
+fn probe_pods_refused_by_admission_abort_with_the_refusal() {
+    let webhook = "admission webhook \"deny.example.com\" denied the request: no agnhost here";
+    let sim = SimCluster::start(ClusterSpec {
+        pod_admission: Some(webhook.into()),
+        ..Default::default()
+    });
+    let out = run(&sim, &[]);
+    assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
+    let message = out.junit_message(NET);
+    assert!(
+        message.contains(&format!("pods \"server\" is forbidden: {webhook}")),
+        "{message}"
+    );
+    assert_cleaned_up(&sim);
+}

@@ -605,3 +605,25 @@ fn kept_volume_is_found_and_deleted_by_delete() {
     );
     assert_clean(&sim);
 }
+
+#[test]
+fn pods_refused_by_admission_abort_with_the_refusal() {
+    let quota = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
+    let sim = sim_with(
+        vec![csi_default()],
+        vec![ProvisionerSpec::csi(CINDER)],
+        |spec| spec.pod_admission = Some(quota.into()),
+    );
+    let out = run(&sim, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
+    let message = out.junit_message(&req("data-persistence"));
+    assert!(
+        message.contains(&format!("pods \"writer\" is forbidden: {quota}")),
+        "{message}"
+    );
+    assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
+    // The claim was bound before: that part is decided.
+    assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
+    assert_clean(&sim);
+}

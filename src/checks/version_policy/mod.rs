@@ -48,6 +48,9 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
         ctx.plan(ids.map(|id| format!("{id}@{}", info.subject)));
     }
     ctx.plan([policy::OFFERING]);
+    if !ctx.options.offering {
+        ctx.decide(policy::offering_not_applicable());
+    }
     let files = &ctx.options.data;
     let options = DataOptions {
         offline: files.offline,
@@ -86,7 +89,6 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
     }
     publish(ctx, rest);
     if !ctx.options.offering {
-        ctx.decide(policy::offering_not_applicable());
         return CheckOutcome::default();
     }
     // The further clusters of the offering: their own requirements, then the coverage.
