@@ -1,7 +1,8 @@
 //! Orchestration of `run`: catalogue selection (and the check each testcase names),
 //! kubeconfig, preflight, the concurrent libtest-mimic trials (one per testcase),
-//! per-check deadlines, cleanup on every path (including SIGINT/SIGTERM), reports and the
-//! exit code. `--in-cluster` hands over to `incluster`.
+//! per-check deadlines (a stopped check keeps what it decided, only the undecided rest is
+//! ABORT), cleanup on every path (including SIGINT/SIGTERM), reports and the exit code.
+//! `--in-cluster` hands over to `incluster`.
 
 use crate::catalogue::{Catalogue, Testcase};
 use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};

@@ -394,6 +394,43 @@ fn unpullable_image_aborts_with_events() {
 }
 
 #[test]
+fn zone_spread_applies_only_where_zones_are_known() {
+    // One labelled zone: nothing to spread over.
+    let one_zone: Vec<NodeSpec> = compliant_nodes()
+        .into_iter()
+        .map(|n| n.zone("zone-1"))
+        .collect();
+    let out = run(&sim(one_zone), &[ANTI], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.junit_kind(&format!("{ANTI}/zone-spread")),
+        "skipped NOT-APPLICABLE"
+    );
+    assert_eq!(
+        out.junit_message(&format!("{ANTI}/zone-spread")),
+        "all schedulable nodes are in one zone (zone-1): there are no zones to spread over"
+    );
+    // Workers without zone labels: whether zones exist cannot be told.
+    let out = run(
+        &sim(with_changed("w3", |mut n| {
+            n.labels.remove("topology.kubernetes.io/zone");
+            n
+        })
+        .into_iter()
+        .map(|n| if n.name == "w2" { n.zone("zone-1") } else { n })
+        .collect()),
+        &[ANTI],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(
+        out.junit_message(&format!("{ANTI}/zone-spread")),
+        "cannot tell whether the schedulable nodes span several zones: nodes without a \
+         topology.kubernetes.io/zone label: w3 (see node-distribution-check/topology-labels)"
+    );
+}
+
+#[test]
 fn pods_refused_by_admission_abort_with_the_replica_set_event() {
     let quota = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
     let sim = SimCluster::start(ClusterSpec {

@@ -1,9 +1,11 @@
 //! The checks, one module per standard. A check reads (and where it must, creates) cluster
-//! state and returns a [`CheckOutcome`]; it knows nothing of report formats nor of the
-//! command line: its settings are the plain types here and in its module.
+//! state and decides requirements: it publishes each one through its [`CheckContext`] the
+//! moment it is decided (so a later deadline or interrupt cannot throw it away) and returns
+//! whatever it did not publish as a [`CheckOutcome`]. It knows nothing of report formats nor
+//! of the command line: its settings are the plain types here and in its module.
 //!
 //! This file holds the registry ([`CHECKS`]), what a check gets to work with
-//! ([`CheckContext`], [`Options`], [`Workload`]) and the check log.
+//! ([`CheckContext`], [`Decisions`], [`Options`], [`Workload`]) and the check log.
 
 pub mod default_storage_class;
 pub mod load_balancer;

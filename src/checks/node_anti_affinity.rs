@@ -139,17 +139,30 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
             .unwrap_or_else(|r| r);
         ctx.decide(r);
     };
+    let unlabelled: Vec<&str> = candidates
+        .iter()
+        .filter(|c| c.zone.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     let zone = async {
+        if zones.len() < 2 && !unlabelled.is_empty() {
+            // Whether several zones exist cannot be told from nodes without zone labels.
+            ctx.decide(Requirement::abort(
+                IDS[1],
+                format!(
+                    "cannot tell whether the schedulable nodes span several zones: nodes \
+                     without a {ZONE} label: {} (see node-distribution-check/topology-labels)",
+                    unlabelled.join(", ")
+                ),
+            ));
+            return;
+        }
         if zones.len() < 2 {
             ctx.decide(Requirement::not_applicable(
                 IDS[1],
                 format!(
-                    "the schedulable nodes are not in several zones ({})",
-                    if zones.is_empty() {
-                        "no zone labels".to_string()
-                    } else {
-                        zones.iter().copied().collect::<Vec<_>>().join(", ")
-                    }
+                    "all schedulable nodes are in one zone ({}): there are no zones to spread over",
+                    zones.iter().copied().collect::<Vec<_>>().join(", ")
                 ),
             ));
             return;
