@@ -18,10 +18,19 @@ pub enum Status {
     Fail,
     /// The requirement could not be decided (environment problem, missing data).
     Abort,
-    /// The requirement does not apply to this cluster (e.g. a hidden control plane).
+    /// The requirement does not apply to this subject at all (e.g. the offering's version
+    /// coverage in a run over a single cluster). Reserved for that: a requirement that
+    /// applies but cannot be decided is [`Status::Abort`].
     NotApplicable,
     /// Information only; never fails, not even under `--strict`.
     Info,
+    /// Not attempted: the check stopped before testing it because a mandatory requirement
+    /// had already failed, which decides the testcase (FAIL) whatever this one would show.
+    /// Undecided, so it never counts towards a PASS (see [`CheckOutcome::verdict`]).
+    NotAttempted,
+    /// Broken, but in a way SCS accepts (an entry of the ok-to-fail list, whose reason the
+    /// message names). Counts like a pass, also under `--strict`.
+    Accepted,
 }
 
 /// One decided (or undecidable) requirement.
@@ -63,6 +72,11 @@ impl Requirement {
     }
     pub fn info(id: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(id, Status::Info, message)
+    }
+    /// Not attempted because of `why` (an earlier mandatory failure); the message reads
+    /// `not attempted: <why>`.
+    pub fn not_attempted(id: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Self::new(id, Status::NotAttempted, format!("not attempted: {why}"))
     }
     pub fn with_details(mut self, details: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.details.extend(details.into_iter().map(Into::into));
@@ -134,6 +148,101 @@ impl CheckOutcome {
             requirements: vec![Requirement::abort(id, message)],
             ..Default::default()
         }
+    }
+}
+
+/// What a check has decided so far, while it runs: the requirements it plans to decide and
+/// everything it has published. The runner turns it into the testcase's outcome when the
+/// check returns ([`Partial::finish`]) or is stopped ([`Partial::stopped`]), so a decided
+/// result is never thrown away.
+#[derive(Debug, Clone, Default)]
+pub struct Partial {
+    /// Requirement ids the check will decide, in report order.
+    planned: Vec<String>,
+    /// Decided requirements (in the order decided), warnings and facts.
+    decided: CheckOutcome,
+}
+
+impl Partial {
+    /// Adds requirement ids the check will decide (report order; repeated ids are ignored).
+    pub fn plan(&mut self, ids: impl IntoIterator<Item = impl Into<String>>) {
+        for id in ids {
+            let id = id.into();
+            if !self.planned.contains(&id) {
+                self.planned.push(id);
+            }
+        }
+    }
+
+    /// Records a decided requirement.
+    pub fn decide(&mut self, requirement: Requirement) {
+        self.decided.push(requirement);
+    }
+
+    /// Records a warning that belongs to no single requirement.
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        self.decided.warnings.push(warning.into());
+    }
+
+    /// Records a fact for `report.yaml`.
+    pub fn fact(&mut self, key: impl Into<String>, value: serde_json::Value) {
+        self.decided.facts.insert(key.into(), value);
+    }
+
+    /// Whether requirement `id` has been decided.
+    pub fn is_decided(&self, id: &str) -> bool {
+        self.decided.requirements.iter().any(|r| r.id == id)
+    }
+
+    /// The outcome of a check that returned `rest` (what it did not publish). A planned
+    /// requirement the check left undecided is ABORT, unless a testcase-level result (id
+    /// `""`) already says why nothing more was decided.
+    pub fn finish(mut self, rest: CheckOutcome) -> CheckOutcome {
+        self.decided.absorb(rest);
+        if !self.is_decided("") {
+            self.abort_undecided("the check ended without deciding it");
+        }
+        self.ordered()
+    }
+
+    /// The outcome of a check stopped for `reason` (its deadline passed, the run was
+    /// interrupted): every decided requirement stays, each planned one not yet decided is
+    /// ABORT with the reason. A check that planned nothing gets one testcase-level ABORT.
+    pub fn stopped(mut self, reason: &str) -> CheckOutcome {
+        if self.planned.is_empty() {
+            self.decided.push(Requirement::abort("", reason));
+        } else {
+            self.abort_undecided(reason);
+        }
+        self.ordered()
+    }
+
+    /// The planned requirements not decided yet.
+    pub fn undecided(&self) -> Vec<String> {
+        self.planned
+            .iter()
+            .filter(|id| !self.is_decided(id))
+            .cloned()
+            .collect()
+    }
+
+    fn abort_undecided(&mut self, reason: &str) {
+        for id in self.undecided() {
+            self.decided
+                .push(Requirement::abort(id, format!("not decided: {reason}")));
+        }
+    }
+
+    /// The outcome with the requirements in plan order (unplanned ones after, as decided).
+    fn ordered(mut self) -> CheckOutcome {
+        let planned = &self.planned;
+        self.decided.requirements.sort_by_key(|r| {
+            planned
+                .iter()
+                .position(|p| *p == r.id)
+                .unwrap_or(usize::MAX)
+        });
+        self.decided
     }
 }
 
@@ -252,8 +361,8 @@ impl Policy {
 }
 
 impl CheckOutcome {
-    /// FAIL if any requirement failed, else ABORT if one could not be decided, else PASS
-    /// if anything was decided, else skipped.
+    /// FAIL if any requirement failed, else ABORT if one could not be decided (or was not
+    /// attempted), else PASS if anything was decided, else skipped.
     pub fn verdict(&self, policy: Policy) -> Verdict {
         let statuses: Vec<Status> = self
             .requirements
@@ -262,12 +371,17 @@ impl CheckOutcome {
             .collect();
         if statuses.contains(&Status::Fail) || (policy.strict && !self.warnings.is_empty()) {
             Verdict::Fail
-        } else if statuses.contains(&Status::Abort) {
-            Verdict::Abort
         } else if statuses
             .iter()
-            .any(|s| matches!(s, Status::Pass | Status::Warn | Status::Info))
+            .any(|s| matches!(s, Status::Abort | Status::NotAttempted))
         {
+            Verdict::Abort
+        } else if statuses.iter().any(|s| {
+            matches!(
+                s,
+                Status::Pass | Status::Warn | Status::Info | Status::Accepted
+            )
+        }) {
             Verdict::Pass
         } else {
             Verdict::Skipped
@@ -347,6 +461,86 @@ mod tests {
         o.warnings.push("stale data".into());
         assert_eq!(o.verdict(strict), Verdict::Fail);
         assert_eq!(o.verdict(MANDATORY), Verdict::Pass);
+    }
+
+    #[test]
+    fn not_attempted_never_passes_and_accepted_does() {
+        // Beside the mandatory failure that caused it, a not attempted requirement changes
+        // nothing; alone (which a check never produces) it would be undecided, not a pass.
+        let o = outcome(&[Status::Fail, Status::NotAttempted]);
+        assert_eq!(o.verdict(MANDATORY), Verdict::Fail);
+        let o = outcome(&[Status::Pass, Status::NotAttempted]);
+        assert_eq!(o.verdict(MANDATORY), Verdict::Abort);
+        let strict = Policy {
+            strict: true,
+            mandatory: true,
+        };
+        let o = outcome(&[Status::Pass, Status::Accepted]);
+        assert_eq!(o.verdict(strict), Verdict::Pass);
+        assert_eq!(
+            outcome(&[Status::Accepted]).verdict(MANDATORY),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn a_stopped_check_keeps_what_it_decided() {
+        let mut partial = Partial::default();
+        partial.plan(["a", "b", "c"]);
+        partial.decide(Requirement::fail("b", "broken"));
+        partial.warn("w");
+        let o = partial.stopped("the check did not finish within 3s (--timeout)");
+        let got: Vec<(&str, Status, &str)> = o
+            .requirements
+            .iter()
+            .map(|r| (r.id.as_str(), r.status, r.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "a",
+                    Status::Abort,
+                    "not decided: the check did not finish within 3s (--timeout)"
+                ),
+                ("b", Status::Fail, "broken"),
+                (
+                    "c",
+                    Status::Abort,
+                    "not decided: the check did not finish within 3s (--timeout)"
+                ),
+            ]
+        );
+        assert_eq!(o.warnings, ["w"]);
+        assert_eq!(o.verdict(MANDATORY), Verdict::Fail);
+
+        // Nothing planned: one testcase-level ABORT beside what was decided.
+        let mut partial = Partial::default();
+        partial.decide(Requirement::pass("x", "ok"));
+        let o = partial.stopped("the run was interrupted");
+        assert_eq!(o.requirements.len(), 2);
+        assert_eq!(o.requirements[1].id, "");
+        assert_eq!(o.verdict(MANDATORY), Verdict::Abort);
+    }
+
+    #[test]
+    fn a_finished_check_is_ordered_and_complete() {
+        let mut partial = Partial::default();
+        partial.plan(["a", "b"]);
+        partial.decide(Requirement::pass("b", "ok"));
+        let mut rest = CheckOutcome::default();
+        rest.push(Requirement::info("z", "extra"));
+        let o = partial.clone().finish(rest);
+        let ids: Vec<&str> = o.requirements.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "z"]);
+        assert_eq!(o.requirements[0].status, Status::Abort);
+        assert_eq!(
+            o.requirements[0].message,
+            "not decided: the check ended without deciding it"
+        );
+        // A testcase-level result explains the rest: nothing is added.
+        let o = partial.finish(CheckOutcome::aborted("", "namespace refused"));
+        assert_eq!(o.requirements.len(), 2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Orchestration of `run`: catalogue selection (the version in force, targets, named ids;
 //! the check implementing each testcase id), kubeconfig, preflight, the concurrent
-//! libtest-mimic trials (one per implemented testcase), per-check deadlines, cleanup on
-//! every path (including SIGINT/SIGTERM), the lines SCS's runner reads (verdicts on stdout,
+//! libtest-mimic trials (one per implemented testcase), per-check deadlines (a stopped
+//! check keeps what it decided, only the undecided rest is ABORT), cleanup on every path
+//! (including SIGINT/SIGTERM), the lines SCS's runner reads (verdicts on stdout,
 //! `ERROR:`/`WARNING:` reasons and `CRITICAL:` on stderr), reports and the exit code, which
 //! only the counted testcases decide (the certificate's, the named ones, or with
 //! `--count-all-targets` all). `--in-cluster` hands over to `incluster`.
@@ -9,7 +10,7 @@
 use crate::catalogue::{Catalogue, Testcase, Validity};
 use crate::checks::upstream_e2e;
 use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
-use crate::checks::{self, CheckContext, CheckLog, DataFiles, Options, Subject};
+use crate::checks::{self, CheckContext, CheckLog, DataFiles, Decisions, Options, Subject};
 use crate::cluster::config;
 use crate::cluster::errors::human_duration;
 use crate::cluster::preflight::{self, WriteAccess};
@@ -498,10 +499,10 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
             .server_info(timeout)
             .await
             .map_err(|e| e.to_string());
-        connected.push((connection.client, info));
+        connected.push(((connection.client, connection.no_retry), info));
     }
     let mut connected = connected.into_iter();
-    let Some((client, primary)) = connected.next() else {
+    let Some(((client, no_retry), primary)) = connected.next() else {
         return plan.abort_all(EXIT_USAGE, "no cluster to check");
     };
     let primary = match primary {
@@ -542,12 +543,9 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         WriteAccess::Allowed => {}
     }
 
-    let cluster = Arc::new(Cluster::new(
-        client,
-        plan.meta.run_id.clone(),
-        timeout,
-        args.keep,
-    ));
+    let cluster = Arc::new(
+        Cluster::new(client, plan.meta.run_id.clone(), timeout, args.keep).with_no_retry(no_retry),
+    );
     let http = match reqwest::Client::builder()
         .user_agent(concat!("scs-kaas-check/", env!("CARGO_PKG_VERSION")))
         .timeout(std::time::Duration::from_secs(30))
@@ -819,12 +817,14 @@ impl Shared {
                 return CheckOutcome::aborted("", "the run was interrupted before this check started");
             }
         };
+        let decisions = Decisions::default();
         let ctx = CheckContext {
             testcase: tc.clone(),
             subject: self.subject.clone(),
             offering: self.offering.clone(),
             options: self.options.clone(),
             log: log.clone(),
+            decisions: decisions.clone(),
         };
         log.info(format!("started ({})", def.summary));
         let deadline = def.deadline(&self.options, self.timeout);
@@ -833,15 +833,27 @@ impl Shared {
                 .map(|l| format!("; last step: {l}"))
                 .unwrap_or_default()
         };
+        // What the check decided before a stop stays; only the undecided rest is ABORT.
+        let stopped = |reason: String| {
+            let partial = decisions.take();
+            if !partial.undecided().is_empty() || partial.is_decided("") {
+                log.info(format!("stopped: {reason}"));
+            } else {
+                log.info(format!(
+                    "stopped after every requirement was decided: {reason}"
+                ));
+            }
+            partial.stopped(&reason)
+        };
         let outcome = tokio::select! {
             result = tokio::time::timeout(deadline, (def.run)(&ctx)) => match result {
-                Ok(outcome) => outcome,
-                Err(_) => CheckOutcome::aborted("", format!(
+                Ok(rest) => decisions.take().finish(rest),
+                Err(_) => stopped(format!(
                     "the check did not finish within {} (--timeout){}",
                     human_duration(deadline), last_step()
                 )),
             },
-            _ = cancel.wait_for(|c| *c) => CheckOutcome::aborted("", format!(
+            _ = cancel.wait_for(|c| *c) => stopped(format!(
                 "the run was interrupted{}", last_step()
             )),
         };

@@ -193,9 +193,11 @@ fn forbidden_namespace_creation_aborts_only_writing_checks() {
             "--target",
             "all",
             "--reference-date",
-            "2026-06-01",
+            "2026-05-25",
             "--release-data",
             fixture("releases.json").to_str().unwrap(),
+            "--cve-data",
+            fixture("cves.json").to_str().unwrap(),
         ],
     );
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);

@@ -63,8 +63,11 @@ fn sigint_during_a_run_deletes_the_scratch_namespace() {
         suite_objects(&sim, "namespaces")
     );
     assert!(sim.objects("pods").is_empty() && sim.objects("deployments").is_empty());
-    let junit = out.junit();
-    assert!(junit.contains("the run was interrupted"), "{junit}");
+    let message = out.junit_message("node-anti-affinity-check/hostname-anti-affinity");
+    assert!(
+        message.starts_with("not decided: the run was interrupted; last step: "),
+        "{message}"
+    );
 }
 
 #[test]
@@ -76,11 +79,17 @@ fn check_timeout_aborts_and_cleans_up() {
     );
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.stdout, "node-anti-affinity-check: ABORT\n");
-    let message = out.junit_message("node-anti-affinity-check");
-    assert!(
-        message.starts_with("the check did not finish within 3s (--timeout); last step: "),
-        "{message}"
-    );
+    // Nothing was decided: each requirement is ABORT with the reason and the last step.
+    for id in ["hostname-anti-affinity", "zone-spread"] {
+        let message = out.junit_message(&format!("node-anti-affinity-check/{id}"));
+        assert!(
+            message.starts_with(
+                "not decided: the check did not finish within 3s (--timeout); last step: \
+                 deployment "
+            ),
+            "{message}"
+        );
+    }
     assert!(suite_objects(&sim, "namespaces").is_empty());
     let log = out.file("logs/node-anti-affinity-check.log");
     assert!(log.contains("deleted namespace skc-"), "{log}");

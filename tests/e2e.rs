@@ -38,6 +38,13 @@ fn run(sim: &SimCluster, extra: &[&str]) -> Output {
     out
 }
 
+/// The arguments of `run` against `kubeconfig`, offline, with the sidecar's image.
+fn run_args<'a>(kubeconfig: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-k", kubeconfig, "--offline", "--image", IMAGE];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn e2e(sim: &SimCluster, extra: &[&str]) -> Output {
     let kubeconfig = sim.kubeconfig_path();
     let mut args = vec![
@@ -315,16 +322,7 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
 fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
     let sim = sim("hang");
     let kubeconfig = sim.kubeconfig_path();
-    let args = [
-        "run",
-        "-k",
-        kubeconfig.to_str().expect("utf-8"),
-        "--offline",
-        "--image",
-        IMAGE,
-        "--check",
-        TC,
-    ];
+    let args = run_args(kubeconfig.to_str().expect("utf-8"), &["--check", TC]);
     let out = interrupted(&args, "the e2e pod", Duration::from_secs(60), || {
         !sim.objects("pods").is_empty() && !suite_objects(&sim, "clusterroles").is_empty()
     });
@@ -335,4 +333,74 @@ fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
     assert!(junit.contains("the run was interrupted"), "{junit}");
     assert_nothing_left(&sim);
     assert!(sim.objects("pods").is_empty(), "the e2e pod is left");
+}
+
+#[test]
+fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() {
+    // A plugin that enforces nothing fails the first native scenario within seconds; the
+    // upstream NetworkPolicy run (never finishing) is still going when the run is interrupted.
+    let sim = SimCluster::start(ClusterSpec {
+        network: support::NetworkProfile::none(),
+        ..Default::default()
+    });
+    support::incluster::register_suite_image(&sim, IMAGE);
+    support::conformance::register_focused(&sim, &[("NetworkPolicy", "hang")]);
+    let kubeconfig = sim.kubeconfig_path();
+    let args = run_args(
+        kubeconfig.to_str().expect("utf-8"),
+        &[
+            "--check",
+            "kaas-networking-check",
+            "--networking",
+            "both",
+            "--policy-timeout",
+            "2s",
+        ],
+    );
+    let out = interrupted(&args, "the native failure", Duration::from_secs(90), || {
+        let requests = sim.requests();
+        let policy_created = requests
+            .iter()
+            .any(|r| r.method == "POST" && r.resource == "networkpolicies");
+        let probing_stopped = requests
+            .iter()
+            .filter(|r| r.subresource == "proxy")
+            .map(|r| r.at)
+            .max()
+            .is_some_and(|last| last.elapsed() > Duration::from_millis(2500));
+        let e2e_running = sim.objects("pods").iter().any(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .is_some_and(|i| i.contains("conformance"))
+        });
+        policy_created && probing_stopped && e2e_running
+    });
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 1, "{stdout}\n{stderr}");
+    assert_eq!(*stdout, "kaas-networking-check: FAIL\n");
+    let net = |id: &str| format!("kaas-networking-check/{id}");
+    assert_eq!(out.junit_kind(&net("default-deny-ingress")), "failure FAIL");
+    assert!(
+        out.junit_message(&net("default-deny-ingress"))
+            .contains("8 of 16 connections differ"),
+        "{}",
+        out.junit()
+    );
+    assert_eq!(
+        out.report_requirement(&net("ingress-port")),
+        (
+            "not-attempted".to_string(),
+            "not attempted: default-deny-ingress already failed".to_string()
+        )
+    );
+    let (status, message) = out.report_requirement(&net("e2e"));
+    assert_eq!(status, "abort");
+    assert!(
+        message.starts_with("not decided: the run was interrupted; last step: "),
+        "{message}"
+    );
+    assert_eq!(out.junit_kind(&net("e2e")), "error ABORT");
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    assert_nothing_left(&sim);
+    assert!(sim.objects("pods").is_empty(), "pods left");
 }

@@ -235,7 +235,150 @@ fn cloud_refusing_the_load_balancer_fails_with_its_events() {
         "{message}"
     );
     assert!(message.contains("Normal EnsuringLoadBalancer"), "{message}");
+    // A load balancer without an address cannot be probed.
+    assert_eq!(
+        out.junit_message(&format!("{SVC}/reachable")),
+        "not attempted: the Service got no external address"
+    );
+    assert_eq!(
+        out.junit_kind(&format!("{SVC}/reachable")),
+        "skipped NOT-ATTEMPTED"
+    );
     assert_cleaned_up(&sim, &out, &[]);
+}
+
+#[test]
+fn decided_failure_survives_a_deadline_during_the_release_of_the_service() {
+    // The address never comes (FAIL decided); then deleting the Service hangs, as when the
+    // cloud never releases the load balancer, until --timeout stops the check.
+    let sim = sim(Some(LbBehaviour::Failing {
+        message: "Quota exceeded for resources: ['loadbalancer']".into(),
+    }));
+    let kubeconfig = sim.kubeconfig_path();
+    let out = std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            scs(&[
+                "run",
+                "-k",
+                kubeconfig.to_str().unwrap(),
+                "--offline",
+                "--check",
+                SVC,
+                "--lb-timeout",
+                "2s",
+                "--timeout",
+                "6s",
+            ])
+        });
+        eventually("the Service", Duration::from_secs(30), || {
+            sim.objects("services")
+                .iter()
+                .any(|s| s["spec"]["type"] == "LoadBalancer")
+        });
+        let service = sim
+            .objects("services")
+            .into_iter()
+            .find(|s| s["spec"]["type"] == "LoadBalancer")
+            .unwrap();
+        let namespace = service["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sim.set_faults(vec![support::Fault::Hang {
+            path_prefix: format!("/api/v1/namespaces/{namespace}/services/echo"),
+        }]);
+        run.join().unwrap()
+    });
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, format!("{SVC}: FAIL\n"));
+    assert!(
+        out.stderr.contains(
+            "stopped after every requirement was decided: the check did not \
+             finish within 6s (--timeout); last step: "
+        ),
+        "{}",
+        out.stderr
+    );
+    let name = format!("{SVC}/address-assigned");
+    assert_eq!(out.junit_kind(&name), "failure FAIL");
+    assert!(
+        out.junit_message(&name)
+            .contains("got no external address within 2s")
+    );
+    assert_eq!(out.report_requirement(&name).0, "fail");
+    assert_eq!(
+        out.report_requirement(&format!("{SVC}/reachable")),
+        (
+            "not-attempted".to_string(),
+            "not attempted: the Service got no external address".to_string()
+        )
+    );
+    sim.set_faults(vec![]);
+    assert!(suite_objects(&sim, "namespaces").is_empty());
+    assert!(
+        sim.objects("services")
+            .iter()
+            .all(|s| s["spec"]["type"] != "LoadBalancer")
+    );
+}
+
+#[test]
+fn ip_preservation_without_any_address_measured_nothing_and_does_not_pass() {
+    let sim = sim(Some(LbBehaviour::Failing {
+        message: "Quota exceeded for resources: ['loadbalancer']".into(),
+    }));
+    let out = run(&sim, &[IP], &["--lb-timeout", "2s"]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.verdict(IP).as_deref(), Some("ABORT"));
+    for (mode, policy) in [("cluster", "Cluster"), ("local", "Local")] {
+        let message = out.junit_message(&format!("{IP}/{mode}"));
+        assert!(
+            message.starts_with(&format!(
+                "externalTrafficPolicy {policy}: not measured: Service {mode} (type \
+                 LoadBalancer) got no external address within 2s"
+            )),
+            "{message}"
+        );
+    }
+    let message = out.junit_message(&format!("{IP}/preservation"));
+    assert!(
+        message.starts_with(
+            "nothing was measured: no mode got a source address to classify (cluster: \
+             Service cluster (type LoadBalancer) got no external address within 2s"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        out.report_requirement(&format!("{IP}/preservation")).0,
+        "abort"
+    );
+    assert_cleaned_up(&sim, &out, &[]);
+}
+
+#[test]
+fn backends_refused_by_admission_abort_with_the_replica_set_event() {
+    let webhook = "admission webhook \"policy.example.com\" denied the request: images from \
+                   registry.k8s.io are not allowed";
+    let sim = SimCluster::start(ClusterSpec {
+        cloud_lb: Some(CloudLb::new(LbBehaviour::PacketForwarding)),
+        pod_admission: Some(webhook.into()),
+        ..Default::default()
+    });
+    let out = run(&sim, &[SVC], &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.verdict(SVC).as_deref(), Some("ABORT"));
+    let message = out.junit_message(&format!("{SVC}/reachable"));
+    assert!(
+        message.starts_with(
+            "the pods of the echo backend (deployment echo) were never created: Error \
+             creating: pods \"echo-"
+        ) && message.contains(&format!("is forbidden: {webhook}; admission"))
+            && message.ends_with("; the load balancer cannot be judged"),
+        "{message}"
+    );
+    // The address itself was assigned: that part is decided.
+    assert_eq!(out.junit_kind(&format!("{SVC}/address-assigned")), "passed");
+    assert_cleaned_up(&sim, &out, &addresses(&out));
 }
 
 #[test]

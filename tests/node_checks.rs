@@ -149,18 +149,20 @@ fn custom_host_label() {
     );
 }
 
+/// The compliant nodes with node `name` changed by `change`.
+fn with_changed(name: &str, change: impl Fn(NodeSpec) -> NodeSpec) -> Vec<NodeSpec> {
+    compliant_nodes()
+        .into_iter()
+        .map(|n| if n.name == name { change(n) } else { n })
+        .collect()
+}
+
 #[test]
 fn missing_zone_label_is_named() {
-    let nodes = compliant_nodes()
-        .into_iter()
-        .map(|mut n| {
-            if n.name == "w2" {
-                n.labels.remove("topology.kubernetes.io/zone");
-            }
-            n
-        })
-        .collect();
-    let sim = sim(nodes);
+    let sim = sim(with_changed("w2", |mut n| {
+        n.labels.remove("topology.kubernetes.io/zone");
+        n
+    }));
     let out = run(&sim, &[DIST], &[]);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -169,27 +171,107 @@ fn missing_zone_label_is_named() {
     );
 }
 
-#[test]
-fn hidden_control_plane_is_not_applicable() {
-    let nodes = compliant_nodes()
+fn workers_only() -> Vec<NodeSpec> {
+    compliant_nodes()
         .into_iter()
         .filter(|n| n.name.starts_with('w'))
-        .collect();
-    let sim = sim(nodes);
+        .collect()
+}
+
+#[test]
+fn hidden_control_plane_is_undecided_not_a_pass() {
+    let sim = sim(workers_only());
     let out = run(&sim, &[DIST], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(DIST).as_deref(), Some("ABORT"));
+    for id in ["control-plane-hosts", "control-plane-zones"] {
+        let name = format!("{DIST}/{id}");
+        assert_eq!(out.junit_kind(&name), "error ABORT");
+        assert_eq!(
+            out.junit_message(&name),
+            "no control-plane node is visible (no node labelled \
+             node-role.kubernetes.io/control-plane or node-role.kubernetes.io/master): the \
+             requirement applies, but the API of a managed offering does not show where its \
+             control plane runs; evidence that decides it: control-plane nodes visible in the \
+             API (labelled node-role.kubernetes.io/control-plane) carrying the host label \
+             topology.scs.community/host-id (or a key given with --host-label), or the \
+             provider's attestation given with --control-plane-attestation FILE (README, \
+             \"node checks\")"
+        );
+    }
+    // The rest is decided as usual.
+    assert_eq!(out.junit_kind(&format!("{DIST}/topology-labels")), "passed");
+}
+
+#[test]
+fn attested_control_plane_is_judged_by_the_attestation() {
+    let sim = sim(workers_only());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("control-plane.yaml");
+    std::fs::write(
+        &file,
+        "attested-by: ACME Cloud KaaS operations <kaas-ops@acme.example>\n\
+         date: 2026-11-01\n\
+         control-plane:\n  - host: hv-17\n    zone: zone-1\n  - host: hv-42\n    zone: zone-2\n\
+         \x20 - host: hv-57\n    zone: zone-3\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = run(&sim, &[DIST], &["--control-plane-attestation", path]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(DIST).as_deref(), Some("PASS"));
-    let junit = out.junit();
-    let name = format!("{DIST}/control-plane-hosts");
     assert!(
-        junit.contains(&format!("<testcase name=\"{name}\"")),
-        "{junit}"
+        out.junit_out(&format!("{DIST}/control-plane-hosts"))
+            .contains(
+                "3 control-plane instances on 3 hosts (hv-17, hv-42, hv-57) (attested by ACME \
+             Cloud KaaS operations <kaas-ops@acme.example> on 2026-11-01, not visible in the API)"
+            ),
+        "{}",
+        out.junit()
     );
+    // One host for all: FAIL, still naming the attestation.
+    std::fs::write(
+        &file,
+        "attested-by: ACME\ndate: 2026-11-01\ncontrol-plane:\n  - host: hv-17\n  - host: hv-17\n",
+    )
+    .unwrap();
+    let out = run(&sim, &[DIST], &["--control-plane-attestation", path]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.junit_message(&format!("{DIST}/control-plane-hosts")),
+        "all 2 control-plane instance(s) run on one host, hv-17 (attested by ACME on \
+         2026-11-01, not visible in the API); at least two machines are required"
+    );
+    // A broken attestation decides nothing.
+    std::fs::write(&file, "attested-by: ACME\ncontrol-plane: []\n").unwrap();
+    let out = run(&sim, &[DIST], &["--control-plane-attestation", path]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let message = out.junit_message(&format!("{DIST}/control-plane-hosts"));
     assert!(
-        out.junit_message(&name)
-            .contains("no control-plane nodes visible")
+        message.contains(&format!(
+            "the attestation cannot be used: {path}: invalid control-plane attestation"
+        )),
+        "{message}"
     );
-    assert!(junit.contains("type=\"NOT-APPLICABLE\""));
+}
+
+#[test]
+fn legacy_topology_labels_fail_naming_them() {
+    let sim = sim(with_changed("w2", |mut n| {
+        n.labels.remove("topology.kubernetes.io/zone");
+        n.labels.remove("topology.kubernetes.io/region");
+        n.label("failure-domain.beta.kubernetes.io/zone", "zone-2")
+            .label("failure-domain.beta.kubernetes.io/region", "region-1")
+    }));
+    let out = run(&sim, &[DIST], &[]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.junit_message(&format!("{DIST}/topology-labels")),
+        "w2 lacks topology.kubernetes.io/zone and topology.kubernetes.io/region (it carries \
+         only the legacy failure-domain.beta.kubernetes.io/zone=zone-2 and \
+         failure-domain.beta.kubernetes.io/region=region-1, deprecated since Kubernetes 1.17; \
+         scs-0214-v2 requires the topology.kubernetes.io labels)"
+    );
 }
 
 #[test]
@@ -203,6 +285,16 @@ fn single_node_cluster_fails() {
             .starts_with("single-node cluster (solo)")
     );
     assert_eq!(out.verdict(ANTI).as_deref(), Some("FAIL"));
+    // Nothing can be spread: no workload was started, zone-spread was not attempted.
+    assert_eq!(
+        out.junit_message(&format!("{ANTI}/zone-spread")),
+        "not attempted: fewer than two schedulable nodes (hostname-anti-affinity failed)"
+    );
+    assert_eq!(
+        out.report_requirement(&format!("{ANTI}/zone-spread")).0,
+        "not-attempted"
+    );
+    assert!(sim.objects("deployments").is_empty());
     assert!(suite_objects(&sim, "namespaces").is_empty());
 }
 
@@ -299,6 +391,79 @@ fn unpullable_image_aborts_with_events() {
         "{junit}"
     );
     assert!(suite_objects(&sim, "namespaces").is_empty());
+}
+
+#[test]
+fn zone_spread_applies_only_where_zones_are_known() {
+    // One labelled zone: nothing to spread over.
+    let one_zone: Vec<NodeSpec> = compliant_nodes()
+        .into_iter()
+        .map(|n| n.zone("zone-1"))
+        .collect();
+    let out = run(&sim(one_zone), &[ANTI], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.junit_kind(&format!("{ANTI}/zone-spread")),
+        "skipped NOT-APPLICABLE"
+    );
+    assert_eq!(
+        out.junit_message(&format!("{ANTI}/zone-spread")),
+        "all schedulable nodes are in one zone (zone-1): there are no zones to spread over"
+    );
+    // Workers without zone labels: whether zones exist cannot be told.
+    let out = run(
+        &sim(with_changed("w3", |mut n| {
+            n.labels.remove("topology.kubernetes.io/zone");
+            n
+        })
+        .into_iter()
+        .map(|n| if n.name == "w2" { n.zone("zone-1") } else { n })
+        .collect()),
+        &[ANTI],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(
+        out.junit_message(&format!("{ANTI}/zone-spread")),
+        "cannot tell whether the schedulable nodes span several zones: nodes without a \
+         topology.kubernetes.io/zone label: w3 (see node-distribution-check/topology-labels)"
+    );
+}
+
+#[test]
+fn pods_refused_by_admission_abort_with_the_replica_set_event() {
+    let quota = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
+    let sim = SimCluster::start(ClusterSpec {
+        nodes: compliant_nodes(),
+        pod_admission: Some(quota.into()),
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let out = run(&sim, &[ANTI], &[]);
+    // Not a wait for --pod-start-timeout (3m): the refusal is seen at once.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(ANTI).as_deref(), Some("ABORT"));
+    for (id, deployment) in [
+        ("hostname-anti-affinity", "anti-affinity"),
+        ("zone-spread", "zone-spread"),
+    ] {
+        let message = out.junit_message(&format!("{ANTI}/{id}"));
+        let prefix = format!(
+            "the pods of deployment {deployment} were never created: Error creating: pods \
+             \"{deployment}-"
+        );
+        assert!(message.starts_with(&prefix), "{message}");
+        assert!(
+            message.contains(&format!(
+                "is forbidden: {quota}; admission (Pod Security, a ResourceQuota or LimitRange, \
+                 a webhook) refuses them, an environment problem that leaves nothing to judge"
+            )),
+            "{message}"
+        );
+    }
+    assert!(suite_objects(&sim, "namespaces").is_empty());
+    assert!(sim.objects("replicasets").is_empty());
 }
 
 #[test]

@@ -194,15 +194,58 @@ fn no_default_class_fails() {
          b (rancher.io/local-path); annotate one with \
          storageclass.kubernetes.io/is-default-class: \"true\""
     );
+    for id in [
+        "real-provisioner",
+        "not-local",
+        "rwo-binding",
+        "data-persistence",
+        "volume-expansion",
+    ] {
+        assert_eq!(
+            out.junit_message(&req(id)),
+            "not attempted: there is no default StorageClass"
+        );
+        assert_eq!(out.junit_kind(&req(id)), "skipped NOT-ATTEMPTED");
+        assert_eq!(out.report_requirement(&req(id)).0, "not-attempted");
+    }
+    assert_clean(&sim);
+}
+
+#[test]
+fn annotation_value_the_api_server_ignores_is_named() {
+    // "True" is not "true": the DefaultStorageClass admission plugin ignores the class.
+    let sim = sim(
+        vec![
+            storage_class("standard", CINDER)
+                .annotation("storageclass.kubernetes.io/is-default-class", "True")
+                .build(),
+        ],
+        vec![ProvisionerSpec::csi(CINDER)],
+    );
+    let out = run(&sim, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let ignored = "StorageClass standard is annotated \
+                   storageclass.kubernetes.io/is-default-class: \"True\", which the API server \
+                   ignores (only the exact value \"true\" marks a default class)";
     assert_eq!(
-        out.junit_message(&req("rwo-binding")),
-        "not tested: there is no default StorageClass"
+        out.junit_message(&req("exactly-one-default")),
+        format!(
+            "no default StorageClass among 1 class(es): standard (cinder.csi.openstack.org); \
+             annotate one with storageclass.kubernetes.io/is-default-class: \"true\"; {ignored}"
+        )
+    );
+    assert_eq!(out.report_warnings(TC), [ignored]);
+    assert!(
+        out.junit().contains(&format!("WARNING [{TC}] {ignored}")),
+        "{}",
+        out.junit()
     );
     assert_clean(&sim);
 }
 
 #[test]
 fn two_defaults_fail_and_are_both_named() {
+    // Seeded in the same second: the API server breaks the tie by name.
     let sim = sim(
         vec![
             csi_default(),
@@ -214,16 +257,51 @@ fn two_defaults_fail_and_are_both_named() {
     );
     let out = run(&sim, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
+    let message = out.junit_message(&req("exactly-one-default"));
+    assert!(
+        message.starts_with(
+            "2 StorageClasses are annotated as default: legacy (cinder.csi.openstack.org), \
+             standard (cinder.csi.openstack.org); exactly one must be; a claim without \
+             storageClassName gets legacy (the API server picks the newest default: created "
+        ) && message.ends_with(", ties by name)"),
+        "{message}"
+    );
     assert_eq!(
-        out.junit_message(&req("exactly-one-default")),
-        "2 StorageClasses are annotated as default: legacy (cinder.csi.openstack.org), \
-         standard (cinder.csi.openstack.org); exactly one must be"
+        out.junit_message(&req("rwo-binding")),
+        "not attempted: 2 StorageClasses are annotated as default"
     );
     assert_clean(&sim);
 }
 
 #[test]
-fn no_provisioner_default_fails_with_the_controller_event() {
+fn of_several_defaults_the_newest_is_named() {
+    let sim = sim(
+        vec![
+            storage_class("old", CINDER)
+                .default_class()
+                .created("2025-01-10T08:00:00Z")
+                .build(),
+            storage_class("new", CINDER)
+                .default_class()
+                .created("2026-02-01T09:30:00Z")
+                .build(),
+        ],
+        vec![ProvisionerSpec::csi(CINDER)],
+    );
+    let out = run(&sim, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.junit_message(&req("exactly-one-default")),
+        "2 StorageClasses are annotated as default: new (cinder.csi.openstack.org), old \
+         (cinder.csi.openstack.org); exactly one must be; a claim without storageClassName \
+         gets new (the API server picks the newest default: created 2026-02-01T09:30:00Z, ties \
+         by name)"
+    );
+    assert_clean(&sim);
+}
+
+#[test]
+fn no_provisioner_default_fails_in_seconds_without_a_claim() {
     let sim = sim(
         vec![
             storage_class("manual", "kubernetes.io/no-provisioner")
@@ -232,30 +310,34 @@ fn no_provisioner_default_fails_with_the_controller_event() {
         ],
         vec![],
     );
-    let out = run(&sim, &["--pvc-bind-timeout", "2s"]);
+    // The defaults: --pvc-bind-timeout 5m.
+    let started = std::time::Instant::now();
+    let out = run(&sim, &[]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stdout, format!("{TC}: FAIL\n"));
     assert_eq!(
         out.junit_message(&req("real-provisioner")),
         "default StorageClass manual uses kubernetes.io/no-provisioner: no volume is ever \
          provisioned for a claim, an administrator must create each PV by hand"
     );
-    let binding = out.junit_message(&req("rwo-binding"));
+    for id in ["not-local", "rwo-binding", "data-persistence"] {
+        assert_eq!(
+            out.junit_message(&req(id)),
+            "not attempted: default StorageClass manual uses kubernetes.io/no-provisioner, so \
+             no volume is provisioned for a claim (see real-provisioner)"
+        );
+        assert_eq!(out.junit_kind(&req(id)), "skipped NOT-ATTEMPTED");
+    }
+    assert_eq!(out.junit_kind(&req("exactly-one-default")), "passed");
+    assert_eq!(out.report_requirement(&req("real-provisioner")).0, "fail");
+    // Nothing was created: no claim waits for a provisioner that does not exist.
     assert!(
-        binding.starts_with(
-            "claim data (ReadWriteOnce, 1Gi, no storageClassName) was not bound within 2s"
-        ),
-        "{binding}"
-    );
-    assert!(
-        binding.contains(
-            "Normal ExternalProvisioning: Waiting for a volume to be created either by the \
-             external provisioner 'kubernetes.io/no-provisioner' or manually by the system administrator"
-        ),
-        "{binding}"
-    );
-    assert_eq!(
-        out.junit_message(&req("data-persistence")),
-        "not tested: the claim was not bound (see rwo-binding)"
+        !sim.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/persistentvolumeclaims")),
+        "a claim was created"
     );
     assert_clean(&sim);
 }
@@ -278,33 +360,20 @@ fn local_path_fails_under_v1() {
     let out = run(&sim, &["--scope-version", "v1"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("FAIL"));
-    let message = out.junit_message(&req("not-local"));
-    assert!(
-        message.starts_with(
-            "default StorageClass local-path provides node-local storage: provisioner \
-             rancher.io/local-path is node-local storage (Rancher local-path-provisioner (k3s default)); PV pvc-"
-        ),
-        "{message}"
+    assert_eq!(
+        out.junit_message(&req("not-local")),
+        "default StorageClass local-path provides node-local storage: provisioner \
+         rancher.io/local-path is node-local storage (Rancher local-path-provisioner (k3s \
+         default)); scs-0211-v1 requires volumes that are not bound to a node's lifecycle"
     );
-    assert!(
-        message.contains("has a hostPath source (/opt/local-path-provisioner/pvc-"),
-        "{message}"
-    );
-    assert!(
-        message.contains("has a node affinity pinning it to node worker-"),
-        "{message}"
-    );
-    assert!(
-        message.ends_with("scs-0211-v1 requires volumes that are not bound to a node's lifecycle"),
-        "{message}"
-    );
-    // The data survives, but on the same node only: the reader is pinned there.
-    let data = out.junit_out(&req("data-persistence"));
-    assert!(
-        data.contains("on the same node worker-")
-            && data.contains("the scheduler kept it there although other nodes were schedulable"),
-        "{data}"
-    );
+    // The provisioner's name decides a FAIL: the functional test cannot change the verdict.
+    for id in ["rwo-binding", "data-persistence"] {
+        assert_eq!(
+            out.junit_message(&req(id)),
+            "not attempted: not-local already failed"
+        );
+    }
+    assert!(sim.objects("persistentvolumes").is_empty());
     assert_clean(&sim);
 }
 
@@ -321,6 +390,22 @@ fn local_path_is_a_warning_under_v2() {
     let text = out.junit_out(&req("not-local"));
     assert!(text.contains("WARNING"), "{text}");
     assert!(
+        text.contains(
+            "default StorageClass local-path provides node-local storage: provisioner \
+             rancher.io/local-path is node-local storage (Rancher local-path-provisioner (k3s \
+             default)); PV pvc-"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("has a hostPath source (/opt/local-path-provisioner/pvc-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("has a node affinity pinning it to node worker-"),
+        "{text}"
+    );
+    assert!(
         text.contains("scs-0211-v2 recommends volumes that are not bound to a node's lifecycle"),
         "{text}"
     );
@@ -329,6 +414,13 @@ fn local_path_is_a_warning_under_v2() {
             .contains("CAUTION: scope version next is draft on "),
         "{}",
         out.stderr
+    );
+    // The data survives, but on the same node only: the reader is pinned there.
+    let data = out.junit_out(&req("data-persistence"));
+    assert!(
+        data.contains("on the same node worker-")
+            && data.contains("the scheduler kept it there although other nodes were schedulable"),
+        "{data}"
     );
     assert_clean(&sim);
     // --strict turns the warning into a failure.
@@ -356,10 +448,16 @@ fn claim_that_never_binds_fails_with_provisioner_events() {
         ) && message.contains("VolumeLimitExceeded"),
         "{message}"
     );
-    // The PV was never provisioned: not-local cannot be decided.
-    assert!(
-        out.junit_message(&req("not-local"))
-            .contains("no volume was provisioned to inspect")
+    // The PV was never provisioned: not-local cannot be decided; with rwo-binding failed
+    // neither it nor the persistence test is attempted.
+    assert_eq!(
+        out.junit_message(&req("not-local")),
+        "not attempted: provisioner cinder.csi.openstack.org is not a known local \
+         provisioner, and no volume was provisioned to inspect (rwo-binding failed)"
+    );
+    assert_eq!(
+        out.junit_message(&req("data-persistence")),
+        "not attempted: rwo-binding already failed"
     );
     assert_clean(&sim);
 }
@@ -460,12 +558,29 @@ fn timeout_with_retained_volume_cleans_up() {
     );
     let out = run(&sim, &["--timeout", "3s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.stdout, format!("{TC}: ABORT\n"));
+    // What was decided before the deadline stays; only the persistence test is undecided.
+    for id in [
+        "exactly-one-default",
+        "real-provisioner",
+        "not-local",
+        "rwo-binding",
+        "volume-expansion",
+    ] {
+        assert_eq!(out.junit_kind(&req(id)), "passed", "{id}");
+    }
     assert!(
-        out.junit_message(TC)
-            .starts_with("the check did not finish within 3s (--timeout); last step: "),
-        "{}",
-        out.junit()
+        out.junit_out(&req("rwo-binding"))
+            .contains("without storageClassName was bound to PV pvc-")
     );
+    let (status, message) = out.report_requirement(&req("data-persistence"));
+    assert_eq!(status, "abort");
+    assert_eq!(
+        message,
+        "not decided: the check did not finish within 3s (--timeout); last step: waiting \
+         for pod writer to write the token"
+    );
+    assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
     let log = out.file(&format!("logs/{TC}.log"));
     assert!(log.contains("deleted PersistentVolume pvc-"), "{log}");
     assert_clean(&sim);
@@ -498,5 +613,27 @@ fn kept_volume_is_found_and_deleted_by_delete() {
         "{}",
         out.stderr
     );
+    assert_clean(&sim);
+}
+
+#[test]
+fn pods_refused_by_admission_abort_with_the_refusal() {
+    let quota = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
+    let sim = sim_with(
+        vec![csi_default()],
+        vec![ProvisionerSpec::csi(CINDER)],
+        |spec| spec.pod_admission = Some(quota.into()),
+    );
+    let out = run(&sim, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
+    let message = out.junit_message(&req("data-persistence"));
+    assert!(
+        message.contains(&format!("pods \"writer\" is forbidden: {quota}")),
+        "{message}"
+    );
+    assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
+    // The claim was bound before: that part is decided.
+    assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
     assert_clean(&sim);
 }

@@ -1,10 +1,12 @@
 //! The checks, one module per standard. A check reads (and where it must, creates) cluster
-//! state and returns a [`CheckOutcome`]; it knows nothing of report formats nor of the
-//! command line: its settings are the plain types here and in its module.
+//! state and decides requirements: it publishes each one through its [`CheckContext`] the
+//! moment it is decided (so a later deadline or interrupt cannot throw it away) and returns
+//! whatever it did not publish as a [`CheckOutcome`]. It knows nothing of report formats nor
+//! of the command line: its settings are the plain types here and in its module.
 //!
 //! This file holds the registry ([`CHECKS`]), which check implements which testcase id
-//! ([`IMPLEMENTED`]), what a check gets to work with ([`CheckContext`], [`Options`],
-//! [`Workload`]) and the check log.
+//! ([`IMPLEMENTED`]), what a check gets to work with ([`CheckContext`], [`Decisions`],
+//! [`Options`], [`Workload`]) and the check log.
 
 pub mod default_storage_class;
 pub mod load_balancer;
@@ -18,7 +20,7 @@ use crate::catalogue::Testcase;
 use crate::cluster::Cluster;
 use crate::cluster::preflight::ServerInfo;
 use crate::console;
-use crate::outcome::{CheckOutcome, Level};
+use crate::outcome::{CheckOutcome, Level, Partial, Requirement};
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,9 @@ pub struct Workload {
     pub pod_start_timeout: Duration,
     /// Extra node label naming a node's physical host.
     pub host_label: Option<String>,
+    /// The provider's attestation of a control plane the API does not show (YAML, see
+    /// [`node_distribution::Attestation`]).
+    pub control_plane_attestation: Option<PathBuf>,
     /// Image with a POSIX shell for the pods that write and read a volume.
     pub storage_image: String,
     /// How long a PersistentVolumeClaim may take to bind.
@@ -68,6 +73,7 @@ impl Default for Workload {
             workload_image: DEFAULT_PAUSE_IMAGE.into(),
             pod_start_timeout: Duration::from_secs(180),
             host_label: None,
+            control_plane_attestation: None,
             storage_image: DEFAULT_SHELL_IMAGE.into(),
             pvc_bind_timeout: Duration::from_secs(300),
             policy_timeout: Duration::from_secs(60),
@@ -251,20 +257,59 @@ pub struct CheckContext {
     pub offering: Vec<Result<ServerInfo, String>>,
     pub options: Arc<Options>,
     pub log: CheckLog,
+    /// What the check has decided so far; the runner keeps it if the check is stopped.
+    pub decisions: Decisions,
 }
 
 impl CheckContext {
     pub fn cluster(&self) -> &Cluster {
         &self.subject.cluster
     }
+
+    /// Declares the requirements the check will decide, in report order. Those still
+    /// undecided when the check is stopped (deadline, interrupt) are reported ABORT.
+    pub fn plan(&self, ids: impl IntoIterator<Item = impl Into<String>>) {
+        self.decisions.lock().plan(ids);
+    }
+
+    /// Publishes a decided requirement at once (it survives a later stop of the check).
+    pub fn decide(&self, requirement: Requirement) {
+        self.decisions.lock().decide(requirement);
+    }
+
+    /// Publishes the requirements `ids` as not attempted because of `why`: a mandatory
+    /// requirement already failed, so the testcase fails whatever they would show.
+    pub fn not_attempted(&self, ids: &[&str], why: &str) {
+        let mut decisions = self.decisions.lock();
+        for id in ids {
+            decisions.decide(Requirement::not_attempted(*id, why));
+        }
+    }
+}
+
+/// A check's decisions as it makes them, shared with the runner (see [`Partial`]).
+#[derive(Clone, Default)]
+pub struct Decisions(Arc<Mutex<Partial>>);
+
+impl Decisions {
+    /// Exclusive access to what has been decided.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Partial> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Everything decided so far; the handle is empty afterwards.
+    pub fn take(&self) -> Partial {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// A check's log: each line goes to stderr (prefixed with the testcase) and into the
-/// check's log file.
+/// check's log file (prefixed with the time, `HH:MM:SS`).
 #[derive(Clone)]
 pub struct CheckLog {
     testcase: String,
-    lines: Arc<Mutex<Vec<String>>>,
+    /// `(time, line)`.
+    lines: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl CheckLog {
@@ -278,20 +323,24 @@ impl CheckLog {
     pub fn info(&self, line: impl AsRef<str>) {
         let line = console::terminal_line(line.as_ref());
         console::note(&format!("[{}] {line}", self.testcase));
-        let stamp = jiff::Timestamp::now().strftime("%H:%M:%S");
-        self.lock().push(format!("{stamp} {line}"));
+        let stamp = jiff::Timestamp::now().strftime("%H:%M:%S").to_string();
+        self.lock().push((stamp, line));
     }
 
+    /// The lines with their times, for the log file.
     pub fn lines(&self) -> Vec<String> {
-        self.lock().clone()
+        self.lock()
+            .iter()
+            .map(|(stamp, line)| format!("{stamp} {line}"))
+            .collect()
     }
 
-    /// The last thing the check said it was doing.
+    /// The last thing the check said it was doing (without its time).
     pub fn last(&self) -> Option<String> {
-        self.lock().last().cloned()
+        self.lock().last().map(|(_, line)| line.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

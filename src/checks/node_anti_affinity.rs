@@ -5,12 +5,12 @@
 use super::node_distribution::ZONE;
 use super::{CheckContext, CheckDef};
 use crate::cluster::errors::human_duration;
-use crate::cluster::pods;
 use crate::cluster::run_labels;
 use crate::cluster::wait;
 use crate::cluster::workload::{
     self, APP_KEY, app_selector, restricted_container, restricted_pod_spec,
 };
+use crate::cluster::{admission, pods};
 use crate::outcome::{CheckOutcome, Requirement};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -69,7 +69,10 @@ pub fn candidates(nodes: &[Node]) -> (Vec<Candidate>, Vec<String>) {
     (ok, excluded)
 }
 
+const IDS: [&str; 2] = ["hostname-anti-affinity", "zone-spread"];
+
 async fn run(ctx: &CheckContext) -> CheckOutcome {
+    ctx.plan(IDS);
     let cluster = ctx.cluster();
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     let nodes = match cluster
@@ -80,10 +83,10 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
         Err(e) => return CheckOutcome::aborted("", e.to_string()),
     };
     let (candidates, excluded) = candidates(&nodes);
-    let mut outcome = CheckOutcome::default();
     if candidates.len() < 2 {
-        outcome.push(Requirement::fail(
-            "hostname-anti-affinity",
+        // Nothing can be spread: no workload is started.
+        ctx.decide(Requirement::fail(
+            IDS[0],
             format!(
                 "only {} schedulable node(s) ({}); replicas with required anti-affinity \
                      need at least two{}",
@@ -100,11 +103,11 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
                 }
             ),
         ));
-        outcome.push(Requirement::not_applicable(
-            "zone-spread",
-            "fewer than two schedulable nodes",
-        ));
-        return outcome;
+        ctx.not_attempted(
+            &IDS[1..],
+            "fewer than two schedulable nodes (hostname-anti-affinity failed)",
+        );
+        return CheckOutcome::default();
     }
     ctx.log.info(format!(
         "{} schedulable nodes{}",
@@ -124,38 +127,53 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
     };
     ctx.log.info(format!("created namespace {namespace}"));
 
-    // Both layouts are tried at the same time; their pods have distinct labels.
+    // Both layouts are tried at the same time; their pods have distinct labels. Each
+    // result is published as soon as it is decided.
     let zones: BTreeSet<&str> = candidates
         .iter()
         .filter_map(|c| c.zone.as_deref())
         .collect();
     let hostname = async {
-        spread_test(ctx, &namespace, Layout::Hostname, candidates.len().min(3))
+        let r = spread_test(ctx, &namespace, Layout::Hostname, candidates.len().min(3))
             .await
-            .unwrap_or_else(|r| r)
+            .unwrap_or_else(|r| r);
+        ctx.decide(r);
     };
+    let unlabelled: Vec<&str> = candidates
+        .iter()
+        .filter(|c| c.zone.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     let zone = async {
-        if zones.len() < 2 {
-            return Requirement::not_applicable(
-                "zone-spread",
+        if zones.len() < 2 && !unlabelled.is_empty() {
+            // Whether several zones exist cannot be told from nodes without zone labels.
+            ctx.decide(Requirement::abort(
+                IDS[1],
                 format!(
-                    "the schedulable nodes are not in several zones ({})",
-                    if zones.is_empty() {
-                        "no zone labels".to_string()
-                    } else {
-                        zones.iter().copied().collect::<Vec<_>>().join(", ")
-                    }
+                    "cannot tell whether the schedulable nodes span several zones: nodes \
+                     without a {ZONE} label: {} (see node-distribution-check/topology-labels)",
+                    unlabelled.join(", ")
                 ),
-            );
+            ));
+            return;
         }
-        spread_test(ctx, &namespace, Layout::Zone, zones.len().min(3))
+        if zones.len() < 2 {
+            ctx.decide(Requirement::not_applicable(
+                IDS[1],
+                format!(
+                    "all schedulable nodes are in one zone ({}): there are no zones to spread over",
+                    zones.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+            return;
+        }
+        let r = spread_test(ctx, &namespace, Layout::Zone, zones.len().min(3))
             .await
-            .unwrap_or_else(|r| r)
+            .unwrap_or_else(|r| r);
+        ctx.decide(r);
     };
-    let (hostname, zone) = futures::join!(hostname, zone);
-    outcome.push(hostname);
-    outcome.push(zone);
-    outcome
+    futures::join!(hostname, zone);
+    CheckOutcome::default()
 }
 
 #[derive(Clone, Copy)]
@@ -167,8 +185,8 @@ enum Layout {
 impl Layout {
     fn requirement(self) -> &'static str {
         match self {
-            Layout::Hostname => "hostname-anti-affinity",
-            Layout::Zone => "zone-spread",
+            Layout::Hostname => IDS[0],
+            Layout::Zone => IDS[1],
         }
     }
     fn name(self) -> &'static str {
@@ -270,7 +288,7 @@ async fn spread_test(
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{APP_KEY}={}", layout.name());
     let deadline = ctx.options.workload.pod_start_timeout;
-    let waited = wait::until(
+    let running = wait::until(
         &pods,
         watcher::Config::default().labels(&selector),
         deadline,
@@ -279,8 +297,17 @@ async fn spread_test(
             let domains: BTreeSet<String> = running.iter().map(|(_, n)| domain(n)).collect();
             (running.len() >= replicas && domains.len() >= replicas).then_some(running)
         },
-    )
-    .await;
+    );
+    // Pods that admission refuses never exist: the ReplicaSet's FailedCreate says why.
+    let waited = tokio::select! {
+        waited = running => waited,
+        Some(reason) = admission::refused(cluster, namespace, layout.name(), deadline) => {
+            return Err(Requirement::abort(
+                id,
+                admission::describe(&format!("deployment {}", layout.name()), &reason),
+            ));
+        }
+    };
     match waited {
         Ok(running) => {
             let spread: Vec<String> = running

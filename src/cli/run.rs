@@ -189,6 +189,11 @@ pub struct WorkloadArgs {
     /// `topology.scs.community/host-id`).
     #[arg(long, value_name = "KEY", hide_short_help = true)]
     pub host_label: Option<String>,
+    /// The provider's attestation of where a control plane runs that the API does not show
+    /// (managed offerings): YAML with `attested-by`, `date` and `control-plane` (a list of
+    /// `host`, optional `zone`); see the README, "node checks".
+    #[arg(long, value_name = "FILE", hide_short_help = true)]
+    pub control_plane_attestation: Option<PathBuf>,
 }
 
 /// The storage check's pods and claims.
@@ -372,6 +377,7 @@ impl RunArgs {
                 workload_image: workload.workload_image,
                 pod_start_timeout: workload.pod_start_timeout,
                 host_label: workload.host_label,
+                control_plane_attestation: workload.control_plane_attestation,
                 storage_image: storage.storage_image,
                 pvc_bind_timeout: storage.pvc_bind_timeout,
                 policy_timeout: networking.policy_timeout,

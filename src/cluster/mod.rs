@@ -1,9 +1,11 @@
 //! The bottom layer: everything checks and orchestration use to talk to the cluster: the
 //! connection (`config`, `preflight`), the run labels, scratch namespaces and the cleanup
 //! registry (here), labelled object builders (`objects`), Jobs and pod logs (`jobs`),
-//! watch-based waits (`wait`), pod state (`pods`), restricted pod templates (`workload`)
-//! and API error descriptions (`errors`). It knows no check and no orchestration.
+//! watch-based waits (`wait`), pod state (`pods`), pods admission refuses (`admission`),
+//! restricted pod templates (`workload`) and API error descriptions (`errors`). It knows
+//! no check and no orchestration.
 
+pub mod admission;
 pub mod config;
 pub mod errors;
 pub mod exec;
@@ -88,6 +90,10 @@ pub fn run_selector(run_id: Option<&str>) -> String {
 /// A connected cluster and the run's bookkeeping of what it created there.
 pub struct Cluster {
     pub client: Client,
+    /// The client for requests whose error answers are data (see
+    /// [`preflight::Connection::no_retry`]); `client` unless set by
+    /// [`Cluster::with_no_retry`].
+    pub no_retry: Client,
     pub run_id: String,
     pub request_timeout: Duration,
     /// `--keep`: leave created objects in place.
@@ -99,12 +105,19 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(client: Client, run_id: String, request_timeout: Duration, keep: bool) -> Self {
         Cluster {
+            no_retry: client.clone(),
             client,
             run_id,
             request_timeout,
             keep,
             created: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Uses `client` (without retries) for requests whose error answers are data.
+    pub fn with_no_retry(mut self, client: Client) -> Self {
+        self.no_retry = client;
+        self
     }
 
     /// Runs one API call with the request timeout.

@@ -42,6 +42,10 @@ pub fn api_host(uri: &http::Uri) -> String {
 /// A client for one subject, not yet known to answer.
 pub struct Connection {
     pub client: Client,
+    /// The same connection without kube's retries of 429/503/504: for requests whose error
+    /// answers are the finding (the pod proxy's `503 error trying to reach service: ...`),
+    /// which a retry would turn into a time-out.
+    pub no_retry: Client,
     /// The subject (context) name.
     pub name: String,
     /// API server host and port.
@@ -76,13 +80,20 @@ pub fn connect(subject: Subject, timeout: Duration) -> Result<Connection, Connec
             one_line(&e)
         ))
     };
-    let builder = ClientBuilder::try_from(kube_config).map_err(unusable)?;
-    let client = match auth {
-        Some(auth) => builder.with_layer(&ExecAuthLayer(auth)).build(),
-        None => builder.build(),
+    let build = |config: kube::Config| -> Result<Client, ConnectError> {
+        let builder = ClientBuilder::try_from(config).map_err(unusable)?;
+        Ok(match &auth {
+            Some(auth) => builder.with_layer(&ExecAuthLayer(auth.clone())).build(),
+            None => builder.build(),
+        })
     };
+    let mut once = kube_config.clone();
+    once.default_retry = false;
+    let no_retry = build(once)?;
+    let client = build(kube_config)?;
     Ok(Connection {
         client,
+        no_retry,
         name: subject.name,
         host,
     })

@@ -100,6 +100,11 @@ fn data_files(args: &RunConfig) -> Vec<(&'static str, &std::path::Path, &'static
         ),
         ("cves.json", args.cve_data.as_deref(), "--cve-data"),
         (
+            "control-plane.yaml",
+            args.workload.control_plane_attestation.as_deref(),
+            "--control-plane-attestation",
+        ),
+        (
             "ok-to-fail.yaml",
             args.e2e.ok_to_fail.as_deref(),
             "--ok-to-fail",

@@ -85,6 +85,8 @@ pub fn rules_for(check: &str, e2e: &upstream_e2e::Settings) -> Vec<PolicyRule> {
         "node-anti-affinity" => vec![
             rule(&[""], &["nodes"], READ),
             rule(&["apps"], &["deployments"], WRITE),
+            // The FailedCreate events of pods admission refuses (cluster::admission).
+            rule(&["apps"], &["replicasets"], &["list"]),
             rule(&[""], &["pods"], READ),
         ],
         "default-storage-class" => vec![
@@ -118,6 +120,7 @@ pub fn rules_for(check: &str, e2e: &upstream_e2e::Settings) -> Vec<PolicyRule> {
                 &["get", "list", "watch", "create", "delete", "patch"],
             ),
             rule(&["apps"], &["deployments"], WRITE),
+            rule(&["apps"], &["replicasets"], &["list"]),
             rule(&[""], &["pods", "configmaps"], WRITE),
             rule(
                 &[""],

@@ -1,10 +1,11 @@
 //! JUnit XML: one `<testsuite>` per module (SCS's term; usually a standard version) and
 //! target, one `<testcase>` per requirement (`version-policy-check/patch-recency`). Suites
 //! beside the certificate are named `<module> [<target>: not part of the certificate]`.
-//! FAIL is `<failure>`, ABORT `<error>`, not applicable and not implemented `<skipped>`,
-//! warnings are `WARNING` lines in `<system-out>`. Validates against the Jenkins xUnit
-//! `junit-10.xsd`. Testcases of an upstream suite a check ran (the e2e image's
-//! `junit_01.xml`) follow in a testsuite of their own per testcase.
+//! FAIL is `<failure>`, ABORT `<error>`, not applicable, not attempted and not implemented
+//! `<skipped>` (types `NOT-APPLICABLE`, `NOT-ATTEMPTED`, `NOT-IMPLEMENTED`), warnings are
+//! `WARNING` lines and accepted failures `ACCEPTED` lines in `<system-out>`. Validates
+//! against the Jenkins xUnit `junit-10.xsd`. Testcases of an upstream suite a check ran
+//! (the e2e image's `junit_01.xml`) follow in a testsuite of their own per testcase.
 //!
 //! Strings from the cluster are data: the last pass over the document ([`finish`]) writes
 //! every attribute value and every text through [`sanitize`], so only characters XML 1.0
@@ -126,13 +127,19 @@ fn testcases(result: &TestcaseResult) -> Vec<TestCase> {
                 Status::NotApplicable => {
                     TestCase::skipped_with_cause(&name, "NOT-APPLICABLE", &message)
                 }
-                Status::Pass | Status::Warn | Status::Info => TestCase::success(&name, share),
+                Status::NotAttempted => {
+                    TestCase::skipped_with_cause(&name, "NOT-ATTEMPTED", &message)
+                }
+                Status::Pass | Status::Warn | Status::Info | Status::Accepted => {
+                    TestCase::success(&name, share)
+                }
             };
             case.set_classname(&tc.id);
             let mut out = Vec::new();
             match effective {
                 Status::Warn => out.push(format!("WARNING {message}")),
                 Status::Info => out.push(format!("INFO {message}")),
+                Status::Accepted => out.push(format!("ACCEPTED {message}")),
                 Status::Pass => out.push(message.clone()),
                 _ => {}
             }

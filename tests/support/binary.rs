@@ -99,18 +99,25 @@ impl Output {
         }
     }
 
-    /// The message of the JUnit element (failure/error/skipped) of one requirement.
-    pub fn junit_message(&self, testcase: &str) -> String {
+    /// The `<testcase>` element of one requirement, up to its end.
+    fn junit_case(&self, testcase: &str) -> String {
         let junit = self.junit();
         let start = junit
             .find(&format!("<testcase name=\"{testcase}\""))
             .unwrap_or_else(|| panic!("no testcase {testcase} in junit:\n{junit}"));
         let rest = &junit[start..];
-        let end = rest
-            .find("</testcase>")
-            .or_else(|| rest.find("/>"))
-            .unwrap_or(rest.len());
-        let case = &rest[..end];
+        let head_end = rest.find('>').map_or(rest.len(), |i| i + 1);
+        let end = if rest[..head_end].ends_with("/>") {
+            head_end
+        } else {
+            rest.find("</testcase>").unwrap_or(rest.len())
+        };
+        rest[..end].to_string()
+    }
+
+    /// The message of the JUnit element (failure/error/skipped) of one requirement.
+    pub fn junit_message(&self, testcase: &str) -> String {
+        let case = self.junit_case(testcase);
         match case.find("message=\"") {
             Some(i) => {
                 let m = &case[i + 9..];
@@ -120,15 +127,64 @@ impl Output {
         }
     }
 
+    /// How JUnit reports one requirement: `failure FAIL`, `error ABORT`,
+    /// `skipped NOT-ATTEMPTED`, `skipped NOT-APPLICABLE`, or `passed`.
+    pub fn junit_kind(&self, testcase: &str) -> String {
+        let case = self.junit_case(testcase);
+        for element in ["failure", "error", "skipped"] {
+            if let Some(i) = case.find(&format!("<{element}")) {
+                let tag = &case[i..];
+                let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+                let kind = tag
+                    .split("type=\"")
+                    .nth(1)
+                    .and_then(|t| t.split('"').next())
+                    .unwrap_or("");
+                return format!("{element} {kind}");
+            }
+        }
+        "passed".into()
+    }
+
+    /// `report.yaml`, parsed.
+    pub fn report_value(&self) -> serde_json::Value {
+        serde_saphyr::from_str(&self.report())
+            .unwrap_or_else(|e| panic!("report.yaml does not parse: {e}"))
+    }
+
+    /// The warnings of testcase `id` in `report.yaml`.
+    pub fn report_warnings(&self, id: &str) -> Vec<String> {
+        self.report_value()["testcases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|tc| tc["id"] == id)
+            .flat_map(|tc| tc["warnings"].as_array().cloned().unwrap_or_default())
+            .filter_map(|w| w.as_str().map(String::from))
+            .collect()
+    }
+
+    /// `(status, message)` of one requirement (`<testcase>/<id>`, or the testcase itself
+    /// for a testcase-level result) in `report.yaml`.
+    pub fn report_requirement(&self, name: &str) -> (String, String) {
+        self.report_value()["testcases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|tc| tc["requirements"].as_array().into_iter().flatten())
+            .find(|r| r["name"] == name)
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap_or_default().to_string(),
+                    r["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no requirement {name} in report.yaml:\n{}", self.report()))
+    }
+
     /// The `<system-out>` text of one requirement's testcase.
     pub fn junit_out(&self, testcase: &str) -> String {
-        let junit = self.junit();
-        let Some(start) = junit.find(&format!("<testcase name=\"{testcase}\"")) else {
-            panic!("no testcase {testcase} in junit:\n{junit}");
-        };
-        let rest = &junit[start..];
-        let end = rest.find("</testcase>").unwrap_or(rest.len());
-        let case = &rest[..end];
+        let case = self.junit_case(testcase);
         match case.find("<system-out><![CDATA[") {
             Some(i) => {
                 let s = &case[i + 21..];

@@ -43,7 +43,7 @@ fn reconcile(shared: &Arc<Shared>, state: &mut State) {
     let mut store = shared.store.lock();
     namespace_defaults(shared, &mut store);
     garbage_collect(&mut store);
-    deployments(&mut store);
+    deployments(&mut store, shared.spec.pod_admission.as_deref());
     daemonsets(&mut store);
     jobs(&mut store);
     super::storage::reconcile(&shared.spec.provisioners, &shared.store, &mut store);
@@ -200,7 +200,73 @@ fn merge_conditions(old: Option<&Value>, new: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
-fn deployments(store: &mut Store) {
+/// The name of a Deployment's ReplicaSet and its `pod-template-hash` (derived from the
+/// Deployment's uid: stable, so a refused pod's name in messages does not change).
+fn replica_set_name(d: &Value) -> (String, String) {
+    let hash: String = uid_of(d)
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .take(10)
+        .map(|b| b"bcdfghjklmnpqrstvwxz2456789"[b as usize % 27] as char)
+        .collect();
+    (format!("{}-{hash}", name_of(d)), hash)
+}
+
+/// The ReplicaSet controller's side of a pod that admission refused: a ReplicaSet owned by
+/// the Deployment (created once) with a `Warning FailedCreate` event (recorded once).
+fn replica_failure(store: &mut Store, d: &Value, message: &str) {
+    let ns = namespace_of(d).to_string();
+    let (name, hash) = replica_set_name(d);
+    if store.get("replicasets", &ns, &name).is_none() {
+        let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
+        labels["pod-template-hash"] = hash.clone().into();
+        let rs = json!({
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": labels,
+                "ownerReferences": [{
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": name_of(d),
+                    "uid": uid_of(d),
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": {
+                "replicas": d["spec"]["replicas"].clone(),
+                "selector": d["spec"]["selector"].clone(),
+                "template": d["spec"]["template"].clone(),
+            },
+            "status": {"replicas": 0, "conditions": [{
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": message, "lastTransitionTime": now_rfc3339(),
+            }]},
+        });
+        if store.create("replicasets", rs).is_err() {
+            return;
+        }
+    }
+    let Some(rs) = store.get("replicasets", &ns, &name).cloned() else {
+        return;
+    };
+    let recorded = store
+        .events_for(uid_of(&rs))
+        .iter()
+        .any(|e| str_at(e, "reason") == "FailedCreate");
+    if !recorded {
+        store.record_event(
+            &rs,
+            "Warning",
+            "FailedCreate",
+            &format!("Error creating: {message}"),
+            "replicaset-controller",
+        );
+    }
+}
+
+fn deployments(store: &mut Store, pod_admission: Option<&str>) {
     let deps: Vec<Value> = store
         .iter("deployments")
         .filter(|d| !is_deleting(d))
@@ -222,12 +288,23 @@ fn deployments(store: &mut Store) {
             .into_iter()
             .filter(|p| !is_terminal(p) && !is_deleting(p))
             .collect();
+        let mut refused = None;
         while active.len() < want {
-            let pod = pod_from_template(&d, format!("{}-{}", name_of(&d), random_suffix(5)), &[]);
+            if let Some(reason) = pod_admission {
+                let (rs, hash) = replica_set_name(&d);
+                let pod = format!("{rs}-{}", &hash[..5]);
+                refused = Some(format!("pods \"{pod}\" is forbidden: {reason}"));
+                break;
+            }
+            let name = format!("{}-{}", name_of(&d), random_suffix(5));
+            let pod = pod_from_template(&d, name, &[]);
             match store.create("pods", pod) {
                 Ok(p) => active.push(p),
                 Err(_) => break,
             }
+        }
+        if let Some(message) = &refused {
+            replica_failure(store, &d, message);
         }
         if active.len() > want {
             // Remove unready pods first, then the newest.
@@ -250,25 +327,31 @@ fn deployments(store: &mut Store) {
         let n = active.len();
         let now = now_rfc3339();
         let available = ready >= want;
-        let conditions = merge_conditions(
-            d.get("status").and_then(|s| s.get("conditions")),
-            vec![
-                json!({
-                    "type": "Available",
-                    "status": if available { "True" } else { "False" },
-                    "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                    "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
-                    "lastTransitionTime": now, "lastUpdateTime": now,
-                }),
-                json!({
-                    "type": "Progressing",
-                    "status": "True",
-                    "reason": if available { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-                    "message": format!("ReplicaSet \"{}\" has {}.", name_of(&d), if available { "successfully progressed" } else { "is progressing" }),
-                    "lastTransitionTime": now, "lastUpdateTime": now,
-                }),
-            ],
-        );
+        let mut wanted = vec![
+            json!({
+                "type": "Available",
+                "status": if available { "True" } else { "False" },
+                "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                "lastTransitionTime": now, "lastUpdateTime": now,
+            }),
+            json!({
+                "type": "Progressing",
+                "status": "True",
+                "reason": if available { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                "message": format!("ReplicaSet \"{}\" has {}.", name_of(&d), if available { "successfully progressed" } else { "is progressing" }),
+                "lastTransitionTime": now, "lastUpdateTime": now,
+            }),
+        ];
+        if let Some(message) = &refused {
+            // Copied from the ReplicaSet's condition by the deployment controller.
+            wanted.push(json!({
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": message, "lastTransitionTime": now, "lastUpdateTime": now,
+            }));
+        }
+        let conditions =
+            merge_conditions(d.get("status").and_then(|s| s.get("conditions")), wanted);
         let mut status = json!({
             "observedGeneration": d["metadata"].get("generation").cloned().unwrap_or(json!(1)),
             "replicas": n,

@@ -33,7 +33,9 @@
 //! - Deletion is immediate (no graceful termination, no finalizers) except for namespaces;
 //!   dependents are garbage-collected through `ownerReferences`.
 //! - Deployments own their pods directly (no ReplicaSets, no rolling updates on template
-//!   change); jobs run one pod at a time until `completions` succeed or `backoffLimit` fails.
+//!   change; a ReplicaSet object appears only to carry `FailedCreate` when admission refuses
+//!   pods, see `ClusterSpec::pod_admission`); jobs run one pod at a time until
+//!   `completions` succeed or `backoffLimit` fails.
 #![allow(dead_code)]
 
 pub mod binary;
@@ -153,6 +155,10 @@ fn seed(store: &mut Store, spec: &ClusterSpec, addr: &std::net::SocketAddr) {
         store
             .create("storageclasses", sc.clone())
             .expect("seed storage class");
+        // A class may be older than the cluster's start (e.g. to order several defaults).
+        if let Some(at) = sc["metadata"]["creationTimestamp"].as_str() {
+            store.set_created("storageclasses", "", util::name_of(sc), at);
+        }
     }
     store
         .create(

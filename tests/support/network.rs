@@ -62,6 +62,11 @@ pub struct NetworkProfile {
     pub keeps_deleted_policies: bool,
     /// How long a NetworkPolicy change takes to be in force.
     pub programming_delay: Duration,
+    /// The API server cannot reach the pod network (a firewall between control plane and
+    /// nodes, a broken konnectivity tunnel): its pod proxy answers 503 `error trying to
+    /// reach service: dial tcp IP:PORT: i/o timeout` after this long (kube-apiserver dials
+    /// with Go's default dialer: 30 s).
+    pub apiserver_cannot_reach_pods: Option<Duration>,
 }
 
 impl Default for NetworkProfile {
@@ -82,6 +87,7 @@ impl NetworkProfile {
             pods_isolated: false,
             keeps_deleted_policies: false,
             programming_delay: Duration::from_millis(300),
+            apiserver_cannot_reach_pods: None,
         }
     }
 
@@ -456,6 +462,14 @@ pub(super) async fn pod_proxy(
             503,
             "ServiceUnavailable",
             format!("pod {name} has no IP address yet"),
+        ));
+    }
+    if let Some(dial_timeout) = shared.spec.network.apiserver_cannot_reach_pods {
+        tokio::time::sleep(dial_timeout).await;
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("error trying to reach service: dial tcp {ip}:{port}: i/o timeout"),
         ));
     }
     let apiserver = Endpoint {

@@ -701,6 +701,17 @@ fn create(
     if def.namespaced {
         check_namespace(&store, def, &t.namespace, name_of(&obj))?;
     }
+    if def.plural == "pods"
+        && let Some(reason) = &shared.spec.pod_admission
+    {
+        let name = name_of(&obj).to_string();
+        return Err(ApiError::forbidden(
+            "",
+            "pods",
+            &name,
+            format!("pods \"{name}\" is forbidden: {reason}"),
+        ));
+    }
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("uid");

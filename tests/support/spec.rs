@@ -40,6 +40,12 @@ pub struct ClusterSpec {
     /// A path prefix the API is served under, as behind Rancher's proxy
     /// (`/k8s/clusters/c-xxxxx`); requests without it get 404. Empty: none.
     pub path_prefix: String,
+    /// Admission refuses every pod with this reason (what a ResourceQuota, Pod Security or
+    /// a validating webhook would say, e.g. `exceeded quota: pods, requested: pods=1, used:
+    /// pods=0, limited: pods=0`): a `POST` of a pod gets 403 `pods "NAME" is forbidden:
+    /// <reason>`; a Deployment's ReplicaSet records `Warning FailedCreate` (`Error creating:
+    /// ...`) and the Deployment gets the condition `ReplicaFailure`, as upstream.
+    pub pod_admission: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -75,6 +81,7 @@ impl Default for ClusterSpec {
             network: Default::default(),
             cloud_lb: None,
             path_prefix: String::new(),
+            pod_admission: None,
         }
     }
 }

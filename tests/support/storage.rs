@@ -4,9 +4,9 @@
 //!
 //! Documented behaviour emulated here:
 //! - Admission: a claim created without `storageClassName` gets the default class (the one
-//!   annotated `storageclass.kubernetes.io/is-default-class: "true"`, or the beta
-//!   annotation; with several, the newest, as since Kubernetes 1.26). Without a default the
-//!   field stays unset.
+//!   annotated `storageclass.kubernetes.io/is-default-class: "true"` exactly, or the beta
+//!   annotation; with several, the newest by `creationTimestamp`, ties by name, as since
+//!   Kubernetes 1.26). Without a default the field stays unset.
 //! - PV controller: for a claim of a class with an external provisioner it records Normal
 //!   `ExternalProvisioning` ("Waiting for a volume to be created either by the external
 //!   provisioner '...' or manually by the system administrator. ..."). `Immediate` classes
@@ -159,6 +159,16 @@ impl StorageClassBuilder {
         self.0["allowVolumeExpansion"] = true.into();
         self
     }
+    /// Any annotation (e.g. a default-class annotation with a value the API server ignores).
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["annotations"][key] = value.into();
+        self
+    }
+    /// Created at `at` (RFC 3339), before the cluster started.
+    pub fn created(mut self, at: &str) -> Self {
+        self.0["metadata"]["creationTimestamp"] = at.into();
+        self
+    }
     pub fn build(self) -> Value {
         self.0
     }
@@ -185,13 +195,16 @@ pub(super) fn admit_claim(store: &Store, claim: &mut Value) {
     if has_class {
         return;
     }
+    // GetDefaultClass (k8s.io/component-helpers/storage/volume): the newest by
+    // creationTimestamp (second resolution, as stored), ties by name ascending.
     let newest = store
         .iter("storageclasses")
         .filter(|sc| is_default_class(sc))
-        .max_by_key(|sc| {
-            str_at(sc, "metadata.resourceVersion")
-                .parse::<u64>()
-                .unwrap_or(0)
+        .min_by(|a, b| {
+            let created = |sc: &Value| str_at(sc, "metadata.creationTimestamp").to_string();
+            created(b)
+                .cmp(&created(a))
+                .then_with(|| name_of(a).cmp(name_of(b)))
         })
         .map(|sc| name_of(sc).to_string());
     if let Some(class) = newest {

@@ -119,6 +119,19 @@ impl Store {
             .get(&(namespace.to_string(), name.to_string()))
     }
 
+    /// Sets an object's `creationTimestamp` as if it had been created then: for seeding
+    /// objects older than the simulator (no API request can do this). `false` if absent.
+    pub fn set_created(&mut self, resource: &str, namespace: &str, name: &str, at: &str) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        match self.objects.get_mut(resource).and_then(|m| m.get_mut(&key)) {
+            Some(obj) => {
+                obj_mut(obj, "metadata").insert("creationTimestamp".into(), at.into());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// All objects of a resource, optionally restricted to a namespace, in key order.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
         self.iter(resource)

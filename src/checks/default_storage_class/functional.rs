@@ -4,11 +4,20 @@
 
 use super::*;
 
-pub(super) struct Functional {
-    pub(super) binding: Requirement,
-    pub(super) persistence: Requirement,
-    /// The PV the claim was bound to.
+/// The outcome of the binding stage: `rwo-binding` decided, the PV the claim was bound to,
+/// and what the persistence test needs when the claim is bound as required.
+pub(super) struct Binding {
+    pub(super) requirement: Requirement,
     pub(super) volume: Option<PersistentVolume>,
+    pub(super) bound: Option<Bound>,
+}
+
+/// A claim bound as required: where it is and the token the writer will write.
+pub(super) struct Bound {
+    namespace: String,
+    token: String,
+    /// Whether pod `writer` already exists (created before binding for WaitForFirstConsumer).
+    writer_created: bool,
 }
 
 fn random_token() -> String {
@@ -90,20 +99,21 @@ fn avoid_node(hostname: &str) -> Affinity {
     }
 }
 
-pub(super) async fn test(ctx: &CheckContext, class: &StorageClass) -> Functional {
-    let abort_both = |message: String| Functional {
-        binding: Requirement::abort(IDS[3], message.clone()),
-        persistence: Requirement::abort(IDS[4], message),
+/// Creates the claim (and, for WaitForFirstConsumer classes, the writer pod that makes it
+/// bind) and waits for it to be bound with the default class and ReadWriteOnce.
+pub(super) async fn binding(ctx: &CheckContext, class: &StorageClass) -> Binding {
+    let abort = |message: String| Binding {
+        requirement: Requirement::abort(IDS[3], message),
         volume: None,
+        bound: None,
     };
     let cluster = ctx.cluster();
     let namespace = match cluster.scratch_namespace(&ctx.testcase.id, "storage").await {
         Ok(ns) => ns,
-        Err(e) => return abort_both(e.to_string()),
+        Err(e) => return abort(e.to_string()),
     };
     ctx.log.info(format!("created namespace {namespace}"));
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &namespace);
-    let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), &namespace);
     if let Err(e) = cluster
         .call(
             &format!("create persistentvolumeclaim {CLAIM}"),
@@ -111,30 +121,15 @@ pub(super) async fn test(ctx: &CheckContext, class: &StorageClass) -> Functional
         )
         .await
     {
-        return abort_both(e.to_string());
+        return abort(e.to_string());
     }
     let mode = binding_mode(class).to_string();
     let token = random_token();
-    let writer = shell_pod(
-        ctx,
-        WRITER,
-        &format!("set -e; echo {token} > {TOKEN_FILE}; sync; cat {TOKEN_FILE}"),
-        None,
-    );
-    let create_writer = || async {
-        cluster
-            .call(
-                &format!("create pod {WRITER}"),
-                pods_api.create(&PostParams::default(), &writer),
-            )
-            .await
-            .map(|_| ())
-    };
     // WaitForFirstConsumer: the claim binds only once a pod using it is scheduled.
     let wait_first = mode == "WaitForFirstConsumer";
     if wait_first {
-        if let Err(e) = create_writer().await {
-            return abort_both(e.to_string());
+        if let Err(e) = create_writer(ctx, &namespace, &token).await {
+            return abort(e);
         }
         ctx.log.info(format!(
             "claim {CLAIM} and pod {WRITER} created; waiting for the claim to bind \
@@ -145,35 +140,57 @@ pub(super) async fn test(ctx: &CheckContext, class: &StorageClass) -> Functional
             "claim {CLAIM} created; waiting for it to bind (binding mode {mode})"
         ));
     }
-    let bound = wait_bound(ctx, &namespace, class).await;
-    let (binding, volume) = match bound {
-        Ok((req, pv)) => (req, pv),
-        Err(req) => {
-            return Functional {
-                binding: req,
-                persistence: Requirement::abort(
-                    IDS[4],
-                    "not tested: the claim was not bound (see rwo-binding)",
-                ),
-                volume: None,
-            };
+    match wait_bound(ctx, &namespace, class).await {
+        Ok((requirement, volume)) => {
+            let bound = (requirement.status == Status::Pass).then_some(Bound {
+                namespace,
+                token,
+                writer_created: wait_first,
+            });
+            Binding {
+                requirement,
+                volume,
+                bound,
+            }
         }
-    };
-    if !wait_first && let Err(e) = create_writer().await {
-        return Functional {
-            binding,
-            persistence: Requirement::abort(IDS[4], e.to_string()),
-            volume,
-        };
+        Err(requirement) => Binding {
+            requirement,
+            volume: None,
+            bound: None,
+        },
     }
-    let persistence = persistence_test(ctx, &namespace, &token)
+}
+
+/// Pod `writer`, which writes `token` to the volume and reads it back.
+async fn create_writer(ctx: &CheckContext, namespace: &str, token: &str) -> Result<(), String> {
+    let cluster = ctx.cluster();
+    let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let writer = shell_pod(
+        ctx,
+        WRITER,
+        &format!("set -e; echo {token} > {TOKEN_FILE}; sync; cat {TOKEN_FILE}"),
+        None,
+    );
+    cluster
+        .call(
+            &format!("create pod {WRITER}"),
+            pods_api.create(&PostParams::default(), &writer),
+        )
         .await
-        .unwrap_or_else(|r| r);
-    Functional {
-        binding,
-        persistence,
-        volume,
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `data-persistence` on a bound claim: the writer writes, is deleted, the reader reads.
+pub(super) async fn persistence(ctx: &CheckContext, bound: Bound) -> Requirement {
+    if !bound.writer_created
+        && let Err(e) = create_writer(ctx, &bound.namespace, &bound.token).await
+    {
+        return Requirement::abort(IDS[4], e);
     }
+    persistence_test(ctx, &bound.namespace, &bound.token)
+        .await
+        .unwrap_or_else(|r| r)
 }
 
 /// Waits for the claim to be bound, checks it got the default class and ReadWriteOnce, and

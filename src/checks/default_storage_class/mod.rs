@@ -186,6 +186,41 @@ fn is_default(sc: &StorageClass) -> Option<&'static str> {
         .copied()
 }
 
+/// Default-class annotations whose value the API server ignores: it honours only the exact
+/// value `"true"` (`storageutil.IsDefaultAnnotation` of `k8s.io/component-helpers`), so
+/// `"True"`, `"yes"` or `" true"` do not make a class the default. One line each.
+pub fn ignored_default_annotations(classes: &[StorageClass]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for sc in classes {
+        for key in DEFAULT_ANNOTATIONS {
+            if let Some(value) = sc.annotations().get(key)
+                && value != "true"
+                && value != "false"
+            {
+                lines.push(format!(
+                    "StorageClass {} is annotated {key}: {value:?}, which the API server \
+                     ignores (only the exact value \"true\" marks a default class)",
+                    sc.name_any()
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// The default class the API server gives a claim without `storageClassName` when several
+/// are annotated: the DefaultStorageClass admission plugin (`GetDefaultClass` of
+/// `k8s.io/component-helpers/storage/volume`, Kubernetes 1.26+) takes the newest by
+/// `creationTimestamp`, ties broken by name in ascending order.
+pub fn effective_default<'a>(defaults: &[&'a StorageClass]) -> Option<&'a StorageClass> {
+    defaults.iter().copied().min_by(|a, b| {
+        let created = |c: &StorageClass| c.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    })
+}
+
 fn binding_mode(sc: &StorageClass) -> &str {
     sc.volume_binding_mode.as_deref().unwrap_or("Immediate")
 }
@@ -209,6 +244,7 @@ fn describe_class(sc: &StorageClass) -> String {
 }
 
 async fn run(ctx: &CheckContext) -> CheckOutcome {
+    ctx.plan(IDS);
     let cluster = ctx.cluster();
     let api: Api<StorageClass> = Api::all(cluster.client.clone());
     let classes = match cluster
@@ -218,108 +254,75 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
         Ok(list) => list.items,
         Err(e) => return CheckOutcome::aborted("", e.to_string()),
     };
-    let mut outcome = CheckOutcome::default();
-    let listing: Vec<String> = classes.iter().map(describe_class).collect();
-    let defaults: Vec<&StorageClass> = classes.iter().filter(|c| is_default(c).is_some()).collect();
-    let names = |list: &[&StorageClass]| {
-        list.iter()
-            .map(|c| format!("{} ({})", c.name_any(), c.provisioner))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let default = match defaults.as_slice() {
-        [one] => {
-            outcome.push(
-                Requirement::pass(
-                    IDS[0],
-                    format!(
-                        "{} is the only default StorageClass (provisioner {})",
-                        one.name_any(),
-                        one.provisioner
-                    ),
-                )
-                .with_details(listing),
-            );
-            *one
-        }
-        [] => {
-            let all: Vec<&StorageClass> = classes.iter().collect();
-            outcome.push(
-                Requirement::fail(
-                    IDS[0],
-                    if classes.is_empty() {
-                        "no default StorageClass: the cluster has no StorageClass at all".into()
-                    } else {
-                        format!(
-                            "no default StorageClass among {} class(es): {}; annotate one with \
-                             storageclass.kubernetes.io/is-default-class: \"true\"",
-                            classes.len(),
-                            names(&all)
-                        )
-                    },
-                )
-                .with_details(listing),
-            );
-            return not_tested(outcome, "there is no default StorageClass");
-        }
-        several => {
-            outcome.push(
-                Requirement::fail(
-                    IDS[0],
-                    format!(
-                        "{} StorageClasses are annotated as default: {}; exactly one must be",
-                        several.len(),
-                        names(several)
-                    ),
-                )
-                .with_details(listing),
-            );
-            return not_tested(outcome, "there is more than one default StorageClass");
-        }
+    let ignored = ignored_default_annotations(&classes);
+    for line in &ignored {
+        ctx.decisions.lock().warn(line.clone());
+    }
+    let Some(default) = exactly_one_default(ctx, &classes, &ignored) else {
+        return CheckOutcome::default();
     };
     let class = default.name_any();
     let provisioner = default.provisioner.clone();
     ctx.log
         .info(format!("default StorageClass {}", describe_class(default)));
+    ctx.decide(Requirement::info(
+        IDS[5],
+        if default.allow_volume_expansion == Some(true) {
+            format!("default StorageClass {class} allows volume expansion")
+        } else {
+            format!(
+                "default StorageClass {class} does not allow volume expansion \
+                 (allowVolumeExpansion is not true); this is optional"
+            )
+        },
+    ));
 
-    outcome.push(if provisioner == NO_PROVISIONER {
-        Requirement::fail(
+    if provisioner == NO_PROVISIONER {
+        ctx.decide(Requirement::fail(
             IDS[1],
             format!(
                 "default StorageClass {class} uses {NO_PROVISIONER}: no volume is ever \
                  provisioned for a claim, an administrator must create each PV by hand"
             ),
-        )
-    } else {
-        Requirement::pass(
-            IDS[1],
-            format!("default StorageClass {class} uses provisioner {provisioner}"),
-        )
-    });
+        ));
+        ctx.not_attempted(
+            &IDS[2..5],
+            &format!(
+                "default StorageClass {class} uses {NO_PROVISIONER}, so no volume is \
+                 provisioned for a claim (see real-provisioner)"
+            ),
+        );
+        return CheckOutcome::default();
+    }
+    ctx.decide(Requirement::pass(
+        IDS[1],
+        format!("default StorageClass {class} uses provisioner {provisioner}"),
+    ));
 
-    let functional = functional::test(ctx, default).await;
-    let mut local: Vec<String> = known_local(&provisioner).into_iter().collect();
-    if let Some(pv) = &functional.volume {
+    // A known local provisioner decides not-local from its name; where that is a FAIL
+    // (scs-0211-v1) the functional test cannot change the verdict any more.
+    let named_local = known_local(&provisioner);
+    let standard = ctx.testcase.module.clone();
+    if let Some(reason) = &named_local
+        && local_status(&standard) == Status::Fail
+    {
+        ctx.decide(not_local(&class, &standard, std::slice::from_ref(reason)));
+        ctx.not_attempted(&IDS[3..5], "not-local already failed");
+        return CheckOutcome::default();
+    }
+
+    let binding = functional::binding(ctx, default).await;
+    let failed = binding.requirement.status == Status::Fail;
+    let setup_aborted = binding.requirement.status == Status::Abort;
+    let abort_message = binding.requirement.message.clone();
+    ctx.decide(binding.requirement);
+    let mut local: Vec<String> = named_local.into_iter().collect();
+    if let Some(pv) = &binding.volume {
         local.extend(local_signs(pv));
     }
-    let standard = ctx.testcase.module.clone();
-    outcome.push(if !local.is_empty() {
-        let status = local_status(&standard);
-        let verb = if status == Status::Warn {
-            "recommends"
-        } else {
-            "requires"
-        };
-        Requirement::new(
-            IDS[2],
-            status,
-            format!(
-                "default StorageClass {class} provides node-local storage: {}; {standard} {verb} \
-                 volumes that are not bound to a node's lifecycle",
-                local.join("; ")
-            ),
-        )
-    } else if let Some(pv) = &functional.volume {
+    let not_local_requirement = if !local.is_empty() {
+        not_local(&class, &standard, &local)
+    } else if let Some(pv) = &binding.volume {
         let source = pv
             .spec
             .as_ref()
@@ -333,6 +336,14 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
                 pv.name_any()
             ),
         )
+    } else if failed {
+        Requirement::not_attempted(
+            IDS[2],
+            format!(
+                "provisioner {provisioner} is not a known local provisioner, and no volume \
+                 was provisioned to inspect (rwo-binding failed)"
+            ),
+        )
     } else {
         Requirement::abort(
             IDS[2],
@@ -341,32 +352,125 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
                  provisioned to inspect (see rwo-binding)"
             ),
         )
-    });
-    outcome.push(functional.binding);
-    outcome.push(functional.persistence);
-    outcome.push(Requirement::info(
-        IDS[5],
-        if default.allow_volume_expansion == Some(true) {
-            format!("default StorageClass {class} allows volume expansion")
-        } else {
-            format!(
-                "default StorageClass {class} does not allow volume expansion \
-                 (allowVolumeExpansion is not true); this is optional"
-            )
-        },
-    ));
-    outcome
+    };
+    let local_failed = not_local_requirement.status == Status::Fail;
+    ctx.decide(not_local_requirement);
+    match binding.bound {
+        _ if failed => ctx.not_attempted(&IDS[4..5], "rwo-binding already failed"),
+        _ if local_failed => ctx.not_attempted(&IDS[4..5], "not-local already failed"),
+        Some(bound) => ctx.decide(functional::persistence(ctx, bound).await),
+        None if setup_aborted => ctx.decide(Requirement::abort(
+            IDS[4],
+            format!("not tested: the claim could not be set up ({abort_message})"),
+        )),
+        None => ctx.decide(Requirement::abort(
+            IDS[4],
+            "not tested: the claim was not bound (see rwo-binding)",
+        )),
+    }
+    CheckOutcome::default()
 }
 
-/// Without exactly one default class nothing else can be tested.
-fn not_tested(mut outcome: CheckOutcome, why: &str) -> CheckOutcome {
-    for id in &IDS[1..] {
-        outcome.push(Requirement::not_applicable(
-            *id,
-            format!("not tested: {why}"),
-        ));
-    }
-    outcome
+/// `exactly-one-default`, decided and published; the default class when there is exactly
+/// one. Without exactly one the rest is not attempted (there is no class to test).
+fn exactly_one_default<'a>(
+    ctx: &CheckContext,
+    classes: &'a [StorageClass],
+    ignored: &[String],
+) -> Option<&'a StorageClass> {
+    let listing: Vec<String> = classes
+        .iter()
+        .map(describe_class)
+        .chain(ignored.iter().cloned())
+        .collect();
+    let defaults: Vec<&StorageClass> = classes.iter().filter(|c| is_default(c).is_some()).collect();
+    let names = |list: &[&StorageClass]| {
+        list.iter()
+            .map(|c| format!("{} ({})", c.name_any(), c.provisioner))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (message, why) = match defaults.as_slice() {
+        [one] => {
+            ctx.decide(
+                Requirement::pass(
+                    IDS[0],
+                    format!(
+                        "{} is the only default StorageClass (provisioner {})",
+                        one.name_any(),
+                        one.provisioner
+                    ),
+                )
+                .with_details(listing),
+            );
+            return Some(*one);
+        }
+        [] => {
+            let all: Vec<&StorageClass> = classes.iter().collect();
+            let mut message = if classes.is_empty() {
+                "no default StorageClass: the cluster has no StorageClass at all".to_string()
+            } else {
+                format!(
+                    "no default StorageClass among {} class(es): {}; annotate one with \
+                     storageclass.kubernetes.io/is-default-class: \"true\"",
+                    classes.len(),
+                    names(&all)
+                )
+            };
+            for line in ignored {
+                message.push_str("; ");
+                message.push_str(line);
+            }
+            (message, "there is no default StorageClass".to_string())
+        }
+        several => {
+            let chosen = effective_default(several)
+                .map(|c| {
+                    format!(
+                        "; a claim without storageClassName gets {} (the API server picks the \
+                         newest default{}, ties by name)",
+                        c.name_any(),
+                        c.metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .map(|t| format!(": created {}", t.0))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            (
+                format!(
+                    "{} StorageClasses are annotated as default: {}; exactly one must be{chosen}",
+                    several.len(),
+                    names(several)
+                ),
+                format!("{} StorageClasses are annotated as default", several.len()),
+            )
+        }
+    };
+    ctx.decide(Requirement::fail(IDS[0], message).with_details(listing));
+    ctx.not_attempted(&IDS[1..], &why);
+    None
+}
+
+/// `not-local` for a class whose storage is node-local (`signs` say why): FAIL under
+/// scs-0211-v1, a warning from v2 on.
+fn not_local(class: &str, standard: &str, signs: &[String]) -> Requirement {
+    let status = local_status(standard);
+    let verb = if status == Status::Warn {
+        "recommends"
+    } else {
+        "requires"
+    };
+    Requirement::new(
+        IDS[2],
+        status,
+        format!(
+            "default StorageClass {class} provides node-local storage: {}; {standard} {verb} \
+             volumes that are not bound to a node's lifecycle",
+            signs.join("; ")
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -167,11 +167,15 @@ pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
     }
     let mut outcome = CheckOutcome::default();
     let services: Vec<String> = modes.iter().map(|m| m.id.clone()).collect();
-    let body = ip_body(ctx, &namespace, &modes, &node_addresses, &mut outcome).await;
-    outcome.requirements.extend(body);
+    ctx.plan(services.iter().cloned().chain([PRESERVATION.to_string()]));
+    if let Err(abort) = ip_body(ctx, &namespace, &modes, &node_addresses).await {
+        outcome.push(abort);
+    }
     release_services(ctx, &namespace, &services, &mut outcome).await;
     outcome
 }
+
+const PRESERVATION: &str = "preservation";
 
 /// What one mode showed.
 #[derive(Debug, Clone)]
@@ -182,24 +186,27 @@ struct Row {
     observed: Option<IpAddr>,
     class: Option<SourceClass>,
     note: String,
+    /// Why nothing could be measured (no address, the probe itself could not run).
+    unmeasured: bool,
 }
 
+/// Measures every mode, publishing each as it is decided, then the summary. `Err` is a
+/// testcase-level abort (nothing could be set up).
 async fn ip_body(
     ctx: &CheckContext,
     namespace: &str,
     modes: &[Mode],
     nodes: &[(String, IpAddr)],
-    outcome: &mut CheckOutcome,
-) -> Vec<Requirement> {
+) -> Result<(), Requirement> {
     let annotations = &ctx.options.workload.lb_annotations;
     let mut kinds = vec![BackendKind::Netexec];
     if !annotations.is_empty() {
         kinds.push(BackendKind::ProxyProtocol);
     }
     for kind in &kinds {
-        if let Err(e) = create_backend(ctx, namespace, *kind).await {
-            return vec![Requirement::abort("", e)];
-        }
+        create_backend(ctx, namespace, *kind)
+            .await
+            .map_err(|e| Requirement::abort("", e))?;
     }
     for mode in modes {
         let kind = if mode.annotated {
@@ -208,11 +215,9 @@ async fn ip_body(
             BackendKind::Netexec
         };
         let notes: &[(String, String)] = if mode.annotated { annotations } else { &[] };
-        if let Err(e) =
-            create_service(ctx, namespace, &mode.id, kind, Some(mode.policy), notes).await
-        {
-            return vec![Requirement::abort("", e)];
-        }
+        create_service(ctx, namespace, &mode.id, kind, Some(mode.policy), notes)
+            .await
+            .map_err(|e| Requirement::abort("", e))?;
     }
     ctx.log.info(format!(
         "{} LoadBalancer Services created ({}); waiting up to {} for addresses",
@@ -227,12 +232,15 @@ async fn ip_body(
     let backends =
         futures::future::join_all(kinds.iter().map(|k| wait_backends(ctx, namespace, *k))).await;
     if let Some(Err(r)) = backends.into_iter().find(|r| r.is_err()) {
-        return vec![r];
+        return Err(r);
     }
-    let rows =
-        futures::future::join_all(modes.iter().map(|m| measure(ctx, namespace, m, nodes))).await;
+    let rows = futures::future::join_all(modes.iter().map(|m| async move {
+        let row = measure(ctx, namespace, m, nodes).await;
+        ctx.decide(mode_requirement(&row));
+        row
+    }))
+    .await;
 
-    let mut requirements = Vec::new();
     let mut table = vec![format!(
         "{:<18} {:<10} {:<40} classification",
         "mode", "reachable", "observed source"
@@ -264,55 +272,91 @@ async fn ip_body(
             "classification": row.class.as_ref().map(SourceClass::key),
             "note": row.note,
         }));
-        let what = format!(
-            "externalTrafficPolicy {}{}",
-            row.mode.policy,
-            if row.mode.annotated {
-                " with the given annotations (PROXY protocol backend)"
-            } else {
-                ""
-            }
-        );
-        let requirement = match (&row.class, row.reachable) {
-            (Some(class), true) => Requirement::info(
-                &row.mode.id,
-                format!(
-                    "{what}: the backend saw {}{}: {}",
-                    observed,
-                    if row.mode.annotated {
-                        " in the PROXY header"
-                    } else {
-                        ""
-                    },
-                    class.describe()
-                ),
-            ),
-            (_, true) => Requirement::info(&row.mode.id, format!("{what}: {}", row.note)),
-            (_, false) => Requirement::fail(&row.mode.id, format!("{what}: {}", row.note)),
-        };
-        requirements.push(requirement);
     }
-    outcome.facts.insert("modes".into(), json!(facts));
-    outcome.facts.insert(
-        "node_addresses".into(),
-        json!(
-            nodes
-                .iter()
-                .map(|(n, ip)| format!("{n}={ip}"))
-                .collect::<Vec<_>>()
-        ),
+    {
+        let mut decisions = ctx.decisions.lock();
+        decisions.fact("modes", json!(facts));
+        decisions.fact(
+            "node_addresses",
+            json!(
+                nodes
+                    .iter()
+                    .map(|(n, ip)| format!("{n}={ip}"))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    ctx.decide(summary(&rows, annotations).with_details(table));
+    Ok(())
+}
+
+/// The requirement of one mode: information on what the backend saw; FAIL (a warning, the
+/// testcase being informational) when the address did not answer; ABORT when nothing could
+/// be measured.
+fn mode_requirement(row: &Row) -> Requirement {
+    let what = format!(
+        "externalTrafficPolicy {}{}",
+        row.mode.policy,
+        if row.mode.annotated {
+            " with the given annotations (PROXY protocol backend)"
+        } else {
+            ""
+        }
     );
-    let preserving: Vec<&str> = rows
+    let observed = row
+        .observed
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".into());
+    match (&row.class, row.reachable) {
+        (Some(class), true) => Requirement::info(
+            &row.mode.id,
+            format!(
+                "{what}: the backend saw {}{}: {}",
+                observed,
+                if row.mode.annotated {
+                    " in the PROXY header"
+                } else {
+                    ""
+                },
+                class.describe()
+            ),
+        ),
+        (_, true) => Requirement::info(&row.mode.id, format!("{what}: {}", row.note)),
+        (_, false) if row.unmeasured => {
+            Requirement::abort(&row.mode.id, format!("{what}: not measured: {}", row.note))
+        }
+        (_, false) => Requirement::fail(&row.mode.id, format!("{what}: {}", row.note)),
+    }
+}
+
+/// `preservation`: which measured modes show the client address. Nothing measured decides
+/// nothing: ABORT, never a pass.
+fn summary(rows: &[Row], annotations: &[(String, String)]) -> Requirement {
+    let measured: Vec<&Row> = rows.iter().filter(|r| r.class.is_some()).collect();
+    if measured.is_empty() {
+        return Requirement::abort(
+            PRESERVATION,
+            format!(
+                "nothing was measured: no mode got a source address to classify ({})",
+                rows.iter()
+                    .map(|r| format!("{}: {}", r.mode.id, r.note))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        );
+    }
+    let preserving: Vec<&str> = measured
         .iter()
         .filter(|r| r.class == Some(SourceClass::Preserved))
         .map(|r| r.mode.id.as_str())
         .collect();
-    let summary = if preserving.is_empty() {
+    if preserving.is_empty() {
         Requirement::warn(
-            "preservation",
+            PRESERVATION,
             format!(
                 "no measured mode shows the client address to the backend ({}){}",
-                rows.iter()
+                measured
+                    .iter()
                     .map(|r| r.mode.id.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -326,15 +370,13 @@ async fn ip_body(
         )
     } else {
         Requirement::pass(
-            "preservation",
+            PRESERVATION,
             format!(
                 "the backend sees the client address with: {}",
                 preserving.join(", ")
             ),
         )
-    };
-    requirements.push(summary.with_details(table));
-    requirements
+    }
 }
 
 async fn measure(
@@ -350,11 +392,13 @@ async fn measure(
         observed: None,
         class: None,
         note: String::new(),
+        unmeasured: false,
     };
     let address = match wait_address(ctx, namespace, &mode.id).await {
         Ok((a, _)) => a,
         Err(r) => {
             row.note = r.message;
+            row.unmeasured = true;
             return row;
         }
     };
@@ -372,6 +416,7 @@ async fn measure(
         Ok(body) => body,
         Err(ProbeError::Environment(e)) => {
             row.note = e;
+            row.unmeasured = true;
             return row;
         }
         Err(ProbeError::Unreachable(e)) => {

@@ -23,7 +23,7 @@ use super::{CheckContext, CheckDef};
 use crate::cluster::errors::human_duration;
 use crate::cluster::wait;
 use crate::cluster::workload::{self, APP_KEY, restricted_container, restricted_pod_spec};
-use crate::cluster::{pods, run_labels};
+use crate::cluster::{admission, pods, run_labels};
 use crate::outcome::{CheckOutcome, Requirement};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -351,13 +351,25 @@ async fn wait_backends(
     let cluster = ctx.cluster();
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let deadline = ctx.options.workload.pod_start_timeout;
-    let waited = wait::until(
+    let ready = wait::until(
         &pods,
         watcher::Config::default().labels(&format!("{APP_KEY}={}", kind.app())),
         deadline,
         |pods| (pods.iter().filter(|p| is_ready(p)).count() >= REPLICAS as usize).then_some(()),
-    )
-    .await;
+    );
+    // Pods that admission refuses never exist: the ReplicaSet's FailedCreate says why.
+    let waited = tokio::select! {
+        waited = ready => waited,
+        Some(reason) = admission::refused(cluster, namespace, kind.app(), deadline) => {
+            return Err(Requirement::abort(
+                "",
+                format!(
+                    "{}; the load balancer cannot be judged",
+                    admission::describe(&format!("the {} backend (deployment {})", kind.app(), kind.app()), &reason)
+                ),
+            ));
+        }
+    };
     let Err(timeout) = waited else {
         return Ok(());
     };

@@ -3,7 +3,10 @@
 use super::probe::{ProbeError, Vantage, probe};
 use super::*;
 
+const IDS: [&str; 2] = ["address-assigned", "reachable"];
+
 pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
+    ctx.plan(IDS);
     let cluster = ctx.cluster();
     let namespace = match cluster
         .scratch_namespace(&ctx.testcase.id, "lb-service")
@@ -15,67 +18,72 @@ pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
     ctx.log.info(format!("created namespace {namespace}"));
     let mut outcome = CheckOutcome::default();
     let service = "echo";
-    let result = service_check_body(ctx, &namespace, service, &mut outcome).await;
-    outcome.requirements.extend(result);
+    if let Err(abort) = service_check_body(ctx, &namespace, service).await {
+        outcome.push(abort);
+    }
     release_services(ctx, &namespace, &[service.to_string()], &mut outcome).await;
     outcome
 }
 
+/// Decides and publishes both requirements; `Err` is a testcase-level abort (nothing could
+/// be set up).
 async fn service_check_body(
     ctx: &CheckContext,
     namespace: &str,
     service: &str,
-    outcome: &mut CheckOutcome,
-) -> Vec<Requirement> {
-    if let Err(e) = create_backend(ctx, namespace, BackendKind::Netexec).await {
-        return vec![Requirement::abort("", e)];
-    }
-    if let Err(e) = create_service(ctx, namespace, service, BackendKind::Netexec, None, &[]).await {
-        return vec![Requirement::abort("", e)];
-    }
+) -> Result<(), Requirement> {
+    create_backend(ctx, namespace, BackendKind::Netexec)
+        .await
+        .map_err(|e| Requirement::abort("", e))?;
+    create_service(ctx, namespace, service, BackendKind::Netexec, None, &[])
+        .await
+        .map_err(|e| Requirement::abort("", e))?;
     ctx.log.info(format!(
         "Service {service} (type LoadBalancer, no optional fields) created; waiting up to {} for an address",
         human_duration(ctx.options.workload.lb_timeout)
     ));
-    let (address, backends) = futures::join!(
-        wait_address(ctx, namespace, service),
-        wait_backends(ctx, namespace, BackendKind::Netexec)
-    );
-    let address = match address {
-        Ok((address, took)) => {
-            outcome
-                .facts
-                .insert("address".into(), json!(address.host.clone()));
-            ctx.log
-                .info(format!("Service {service} got address {}", address.host));
-            let assigned = Requirement::pass(
-                "address-assigned",
-                format!(
-                    "Service {service} got the external address {} after {}",
-                    address.host,
-                    human_duration(took)
-                ),
-            );
-            (assigned, address)
+    let address = async {
+        let address = wait_address(ctx, namespace, service).await;
+        match &address {
+            Ok((address, took)) => {
+                ctx.decisions
+                    .lock()
+                    .fact("address", json!(address.host.clone()));
+                ctx.log
+                    .info(format!("Service {service} got address {}", address.host));
+                ctx.decide(Requirement::pass(
+                    IDS[0],
+                    format!(
+                        "Service {service} got the external address {} after {}",
+                        address.host,
+                        human_duration(*took)
+                    ),
+                ));
+            }
+            Err(failed) => {
+                ctx.decide(failed.clone());
+                // A load balancer without an address cannot be probed.
+                ctx.not_attempted(&IDS[1..], "the Service got no external address");
+            }
         }
-        Err(failed) => {
-            return vec![
-                failed,
-                Requirement::not_applicable("reachable", "the Service got no external address"),
-            ];
-        }
+        address.ok().map(|(address, _)| address)
     };
-    let (assigned, address) = address;
+    let (address, backends) =
+        futures::join!(address, wait_backends(ctx, namespace, BackendKind::Netexec));
+    let Some(address) = address else {
+        return Ok(());
+    };
     if let Err(r) = backends {
-        return vec![assigned, r.with_id("reachable")];
+        ctx.decide(r.with_id(IDS[1]));
+        return Ok(());
     }
     let probe = probe(ctx, namespace, "probe", &address, "/clientip").await;
-    outcome
-        .facts
-        .insert("vantage".into(), json!(probe.vantage.describe()));
+    ctx.decisions
+        .lock()
+        .fact("vantage", json!(probe.vantage.describe()));
     let reachable = match &probe.result {
         Ok(body) => Requirement::pass(
-            "reachable",
+            IDS[1],
             format!(
                 "GET {} answered HTTP 200 from {} after {} attempt(s) (the backend saw {})",
                 address.url("/clientip"),
@@ -84,9 +92,9 @@ async fn service_check_body(
                 body.trim()
             ),
         ),
-        Err(ProbeError::Environment(e)) => Requirement::abort("reachable", e.clone()),
+        Err(ProbeError::Environment(e)) => Requirement::abort(IDS[1], e.clone()),
         Err(ProbeError::Unreachable(e)) => Requirement::fail(
-            "reachable",
+            IDS[1],
             format!(
                 "GET {} did not answer from {} within {} ({} attempt(s)); last error: {e}{}",
                 address.url("/clientip"),
@@ -104,7 +112,8 @@ async fn service_check_body(
         )
         .with_details(probe.details.clone()),
     };
-    vec![assigned, reachable]
+    ctx.decide(reachable);
+    Ok(())
 }
 
 trait WithId {

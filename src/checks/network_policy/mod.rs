@@ -90,17 +90,31 @@ const ANNOTATION_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-cl
 const POLICY_GROUP: &str = "policy.networking.k8s.io";
 
 /// The recommendations, then the native probe matrix, the upstream e2e tests focused on
-/// NetworkPolicy, or both at once (`--networking`), all in one outcome.
+/// NetworkPolicy, or both at once (`--networking`), all in one outcome. Each requirement is
+/// published as soon as it is decided.
 async fn run(ctx: &CheckContext) -> CheckOutcome {
     let networking = ctx.options.e2e.networking;
-    let mut outcome = CheckOutcome::default();
-    let (anp, ingress) = futures::join!(admin_network_policy(ctx), default_ingress_class(ctx));
-    outcome.push(anp);
-    outcome.push(ingress);
+    ctx.plan(["admin-network-policy", "default-ingress-class"]);
+    if networking != Networking::E2e {
+        ctx.plan(
+            std::iter::once(scenarios::baseline())
+                .chain(scenarios::scenarios())
+                .map(|s| s.id),
+        );
+    }
+    if networking != Networking::Native {
+        ctx.plan(["e2e"]);
+    }
+    let recommendations = async {
+        futures::join!(
+            async { ctx.decide(admin_network_policy(ctx).await) },
+            async { ctx.decide(default_ingress_class(ctx).await) }
+        );
+    };
     let native = async {
         let mut native = CheckOutcome::default();
         if networking != Networking::E2e
-            && let Err(abort) = probe_matrix(ctx, &mut native).await
+            && let Err(abort) = probe_matrix(ctx).await
         {
             native.push(abort);
         }
@@ -112,14 +126,16 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
             _ => upstream_e2e::execute(ctx, upstream_e2e::NETWORK_POLICY_FOCUS, "netpol-e2e").await,
         }
     };
-    let (native, upstream) = futures::join!(native, upstream);
-    outcome.absorb(native);
+    let ((), native, upstream) = futures::join!(recommendations, native, upstream);
+    let mut outcome = native;
     outcome.absorb(upstream);
     outcome
 }
 
-/// Sets up the probe pods and runs baseline and scenarios. `Err` is a testcase-level abort.
-async fn probe_matrix(ctx: &CheckContext, outcome: &mut CheckOutcome) -> Result<(), Requirement> {
+/// Sets up the probe pods and runs baseline and scenarios, publishing each requirement.
+/// `Err` is a testcase-level abort. After the first scenario that FAILs the rest are not
+/// attempted: the testcase fails whatever they show.
+async fn probe_matrix(ctx: &CheckContext) -> Result<(), Requirement> {
     let cluster = ctx.cluster();
     let mut namespaces = Vec::new();
     for ns in Ns::ALL {
@@ -159,12 +175,19 @@ async fn probe_matrix(ctx: &CheckContext, outcome: &mut CheckOutcome) -> Result<
         targets.server_ips[0], targets.server_ips[1]
     ));
 
-    let mut facts = serde_json::Map::new();
+    let facts = std::sync::Mutex::new(serde_json::Map::new());
+    let publish_facts = || {
+        let facts = facts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        ctx.decisions
+            .lock()
+            .fact("network-policy-scenarios", facts.into());
+    };
     let baseline = scenarios::baseline();
-    let (requirement, converged) = run_scenario(ctx, &targets, &env, &baseline, &mut facts).await;
+    let (requirement, converged) = run_scenario(ctx, &targets, &env, &baseline, &facts).await;
+    publish_facts();
     let all = scenarios::scenarios();
     if !converged {
-        outcome.push(Requirement {
+        ctx.decide(Requirement {
             status: crate::outcome::Status::Abort,
             message: format!(
                 "{} — the probe setup is broken, no scenario can be judged",
@@ -173,27 +196,36 @@ async fn probe_matrix(ctx: &CheckContext, outcome: &mut CheckOutcome) -> Result<
             ..requirement
         });
         for s in &all {
-            outcome.push(Requirement::abort(
+            ctx.decide(Requirement::abort(
                 s.id,
                 "not measured: the baseline probe failed",
             ));
         }
         return Ok(());
     }
-    outcome.push(requirement);
+    ctx.decide(requirement);
     let mut remaining = all.iter();
     while let Some(scenario) = remaining.next() {
-        let (requirement, _) = run_scenario(ctx, &targets, &env, scenario, &mut facts).await;
-        outcome.push(requirement);
+        let (requirement, _) = run_scenario(ctx, &targets, &env, scenario, &facts).await;
+        publish_facts();
+        let failed = requirement.status == crate::outcome::Status::Fail;
+        ctx.decide(requirement);
+        if failed {
+            // The policies go with the namespace; nothing after this changes the verdict.
+            for rest in remaining.by_ref() {
+                ctx.decide(Requirement::not_attempted(
+                    rest.id,
+                    format!("{} already failed", scenario.id),
+                ));
+            }
+            break;
+        }
         if let Err(why) = remove_policies(ctx, &targets, scenario).await {
             for rest in remaining.by_ref() {
-                outcome.push(Requirement::abort(rest.id, format!("not measured: {why}")));
+                ctx.decide(Requirement::abort(rest.id, format!("not measured: {why}")));
             }
         }
     }
-    outcome
-        .facts
-        .insert("network-policy-scenarios".into(), facts.into());
     Ok(())
 }
 
@@ -367,7 +399,7 @@ async fn run_scenario(
     targets: &Targets,
     env: &Env,
     scenario: &Scenario,
-    facts: &mut serde_json::Map<String, serde_json::Value>,
+    facts: &std::sync::Mutex<serde_json::Map<String, serde_json::Value>>,
 ) -> (Requirement, bool) {
     let id = scenario.id;
     let cluster = ctx.cluster();
@@ -406,7 +438,7 @@ async fn run_scenario(
         .iter()
         .map(|(c, o)| cell_line(targets, c, expected(c), o))
         .collect();
-    facts.insert(
+    facts.lock().unwrap_or_else(|e| e.into_inner()).insert(
         id.into(),
         serde_json::json!({
             "in_force": converged,
@@ -469,9 +501,37 @@ async fn run_scenario(
     let requirement = if definite.is_empty() {
         Requirement::abort(id, format!("could not measure — {summary}"))
     } else {
-        Requirement::fail(id, summary)
+        accepted(ctx, scenario, summary)
     };
     (requirement.with_details(details), false)
+}
+
+/// A scenario that failed: FAIL, unless SCS accepts the failure of the upstream e2e test
+/// that checks the same behaviour (the run's ok-to-fail list, the same decision the
+/// upstream e2e focus honours).
+fn accepted(ctx: &CheckContext, scenario: &Scenario, summary: String) -> Requirement {
+    let name = scenarios::upstream_name(scenario.upstream);
+    match (!scenario.upstream.is_empty())
+        .then(|| ctx.options.ok_to_fail.reason(&name))
+        .flatten()
+    {
+        Some(reason) => {
+            ctx.log.info(format!(
+                "{}: failed, accepted by the ok-to-fail list ({reason})",
+                scenario.id
+            ));
+            Requirement::new(
+                scenario.id,
+                crate::outcome::Status::Accepted,
+                format!(
+                    "accepted by the ok-to-fail list ({reason}; upstream e2e case \"{}\"): \
+                     {summary}",
+                    scenario.upstream
+                ),
+            )
+        }
+        None => Requirement::fail(scenario.id, summary),
+    }
 }
 
 /// Deletes the scenario's policies and probes until everything is reachable again.

@@ -10,8 +10,12 @@ use crate::cluster::Cluster;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// netexec's own 5 s dial timeout plus the API server proxy's overhead.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longer than the API server's own limit, so that its answer (e.g. `503 error trying to
+/// reach service: dial tcp ...: i/o timeout`) arrives and is kept: kube-apiserver dials pods
+/// with Go's default transport dialer (30 s connect timeout, `utilnet.SetTransportDefaults`),
+/// behind which netexec's HTTP client gives up after 5 s. The request goes out without
+/// kube's retries ([`Cluster::no_retry`]), which would repeat a 503 until this passes.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +89,22 @@ pub fn parse_dial(status: u16, body: &str) -> Observed {
     }
     let short = |s: &str| s.trim().chars().take(200).collect::<String>();
     if status != 200 && status != 417 {
-        return Observed::Unknown(format!(
-            "API server proxy answered {status}: {}",
-            short(body)
-        ));
+        // The API server's own errors come as a Status object: keep its reason and message.
+        #[derive(serde::Deserialize)]
+        struct ApiStatus {
+            #[serde(default)]
+            reason: String,
+            message: String,
+        }
+        return Observed::Unknown(match serde_json::from_str::<ApiStatus>(body) {
+            Ok(s) if !s.reason.is_empty() => format!(
+                "API server proxy answered {status} {}: {}",
+                s.reason,
+                short(&s.message)
+            ),
+            Ok(s) => format!("API server proxy answered {status}: {}", short(&s.message)),
+            Err(_) => format!("API server proxy answered {status}: {}", short(body)),
+        });
     }
     match serde_json::from_str::<Dial>(body) {
         Ok(d) if d.responses.iter().any(|r| !r.is_empty()) => Observed::Connected,
@@ -114,7 +130,8 @@ pub async fn probe(cluster: &Cluster, targets: &Targets, cell: &Cell) -> Observe
         Err(e) => return Observed::Unknown(format!("cannot build the probe request: {e}")),
     };
     let answer = async {
-        let response = cluster.client.send(request).await?;
+        // Without retries: a 503 from the proxy is the answer, not a reason to ask again.
+        let response = cluster.no_retry.send(request).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect_bytes().await?;
         Ok::<_, kube::Error>((status, String::from_utf8_lossy(&body).into_owned()))
@@ -177,9 +194,20 @@ mod tests {
             parse_dial(200, r#"{"errors":["connection refused"]}"#),
             Observed::Refused(_)
         ));
+        assert_eq!(
+            parse_dial(
+                503,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"error trying to reach service: dial tcp 10.244.1.5:8080: i/o timeout","reason":"ServiceUnavailable","code":503}"#
+            ),
+            Observed::Unknown(
+                "API server proxy answered 503 ServiceUnavailable: error trying to reach \
+                 service: dial tcp 10.244.1.5:8080: i/o timeout"
+                    .into()
+            )
+        );
         assert!(matches!(
-            parse_dial(503, r#"{"kind":"Status","message":"error trying to reach service"}"#),
-            Observed::Unknown(m) if m.contains("503") && m.contains("error trying to reach service")
+            parse_dial(502, "Bad Gateway"),
+            Observed::Unknown(m) if m == "API server proxy answered 502: Bad Gateway"
         ));
         assert!(matches!(parse_dial(200, "NOW: 2025"), Observed::Unknown(_)));
         assert!(matches!(parse_dial(200, "{}"), Observed::Unknown(_)));

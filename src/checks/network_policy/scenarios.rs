@@ -94,6 +94,11 @@ pub struct Scenario {
     /// Requirement id.
     pub id: &'static str,
     pub what: &'static str,
+    /// The upstream e2e test (`It` text in kubernetes `test/e2e/network/netpol/
+    /// network_policy.go`, context "NetworkPolicy between server and client") that checks
+    /// the same behaviour: the ok-to-fail list is matched against its full name (see
+    /// [`upstream_name`]), so one decision of SCS answers both ways of testing.
+    pub upstream: &'static str,
     /// Policies (all created in namespace A), as `NetworkPolicy` JSON.
     pub policies: fn(&Env) -> Result<Vec<Value>, String>,
     /// Whether the cell must connect while the policies are in force.
@@ -151,10 +156,19 @@ pub fn host_cidr(ip: IpAddr) -> String {
     }
 }
 
+/// The full name of upstream e2e test `it` as the conformance image reports it (without the
+/// ginkgo `[It]` prefix); ok-to-fail regexes match anywhere in it.
+pub fn upstream_name(it: &str) -> String {
+    format!(
+        "[sig-network] Netpol NetworkPolicy between server and client {it} [Feature:NetworkPolicy]"
+    )
+}
+
 pub fn baseline() -> Scenario {
     Scenario {
         id: "baseline",
         what: "no policy: every client reaches every server port",
+        upstream: "",
         policies: |_| Ok(vec![]),
         expected: |_| true,
     }
@@ -166,6 +180,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "default-deny-ingress",
             what: "ingress to the servers of namespace A denied",
+            upstream: "should support a 'default-deny-ingress' policy",
             policies: |_| {
                 Ok(vec![policy(
                     "deny-ingress",
@@ -177,6 +192,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "ingress-pod-selector",
             what: "ingress to server A only from pods labelled team x of namespace A",
+            upstream: "should enforce policy to allow traffic from pods within server namespace based on PodSelector",
             policies: |_| {
                 Ok(vec![policy(
                     "allow-team-x",
@@ -189,6 +205,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "ingress-namespace-selector",
             what: "ingress to server A only from namespace B",
+            upstream: "should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector",
             policies: |env| {
                 Ok(vec![policy(
                     "allow-namespace-b",
@@ -201,6 +218,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "ingress-pod-and-namespace-selector",
             what: "ingress to server A only from team x pods of namespace B (one peer with both selectors)",
+            upstream: "should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector",
             policies: |env| {
                 Ok(vec![policy(
                     "allow-team-x-of-b",
@@ -214,6 +232,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "ingress-port",
             what: "ingress to server A only on TCP port 8080",
+            upstream: "should enforce policy based on Ports",
             policies: |_| {
                 Ok(vec![policy(
                     "allow-8080",
@@ -226,6 +245,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "default-deny-egress",
             what: "egress of the clients of namespace A denied (DNS allowed)",
+            upstream: "should deny egress from all pods in a namespace",
             policies: |_| {
                 Ok(vec![policy(
                     "deny-egress",
@@ -238,6 +258,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "egress-pod-selector",
             what: "egress of the clients of namespace A only to the server pods of namespace A (and DNS)",
+            upstream: "should support denying of egress traffic on the client side (even if the server explicitly allows this traffic)",
             policies: |_| {
                 Ok(vec![policy(
                     "allow-egress-to-servers",
@@ -250,6 +271,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "egress-ipblock-except",
             what: "egress of the clients of namespace A to an ipBlock holding both server IPs, except server B's",
+            upstream: "should enforce except clause while egress access to server in CIDR block",
             policies: |env| {
                 let cidr = covering_cidr(env.server_ip_a, env.server_ip_b).ok_or_else(|| {
                     format!(
@@ -313,6 +335,19 @@ mod tests {
             assert!(allowed > 0 && allowed < cells().len(), "{}", s.id);
         }
         assert_eq!(cells().len(), 16);
+    }
+
+    #[test]
+    fn the_built_in_ok_to_fail_list_accepts_only_the_ipblock_scenario() {
+        use crate::checks::upstream_e2e::upstream::{BUILTIN_OK_TO_FAIL, OkToFail};
+        let list = OkToFail::parse(BUILTIN_OK_TO_FAIL, "built-in").unwrap();
+        let accepted: Vec<&str> = scenarios()
+            .iter()
+            .filter(|s| list.reason(&upstream_name(s.upstream)).is_some())
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(accepted, ["egress-ipblock-except"]);
+        assert!(scenarios().iter().all(|s| !s.upstream.is_empty()));
     }
 
     #[test]

@@ -23,7 +23,34 @@ pub const CHECK: CheckDef = CheckDef {
     run: |ctx| Box::pin(run(ctx)),
 };
 
+/// Publishes a stage's results.
+fn publish(ctx: &CheckContext, outcome: CheckOutcome) {
+    let mut decisions = ctx.decisions.lock();
+    for warning in outcome.warnings {
+        decisions.warn(warning);
+    }
+    for (key, value) in outcome.facts {
+        decisions.fact(key, value);
+    }
+    for requirement in outcome.requirements {
+        decisions.decide(requirement);
+    }
+}
+
 async fn run(ctx: &CheckContext) -> CheckOutcome {
+    let ids = [
+        policy::SUPPORTED_BRANCH,
+        policy::PATCH_RECENCY,
+        policy::CVE_RECENCY,
+    ];
+    ctx.plan(ids);
+    for info in ctx.offering.iter().flatten() {
+        ctx.plan(ids.map(|id| format!("{id}@{}", info.subject)));
+    }
+    ctx.plan([policy::OFFERING]);
+    if !ctx.options.offering {
+        ctx.decide(policy::offering_not_applicable());
+    }
     let files = &ctx.options.data;
     let options = DataOptions {
         offline: files.offline,
@@ -33,23 +60,36 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
         ..Default::default()
     };
     let date = ctx.options.reference_date;
+    let version = &ctx.subject.info.git_version;
     ctx.log.info(format!(
-        "loading end-of-life, release and CVE data{}",
+        "cluster {} runs {version}",
+        ctx.subject.info.subject
+    ));
+    // The branch is judged from local data at once; releases and CVEs may take a while.
+    let (eol, eol_source) = data::load_eol(&options);
+    ctx.log.info(&eol_source);
+    let (first, parsed) = policy::evaluate_branch(version, date, &eol);
+    publish(ctx, first);
+    ctx.log.info(format!(
+        "loading release and CVE data{}",
         if files.offline { " (offline)" } else { "" }
     ));
     let data = data::load(&options, date, &ctx.options.http).await;
     for source in &data.sources {
         ctx.log.info(source);
     }
-    let version = &ctx.subject.info.git_version;
-    ctx.log.info(format!(
-        "cluster {} runs {version}",
-        ctx.subject.info.subject
-    ));
-    let mut outcome = policy::evaluate(version, date, &data);
+    let mut rest = CheckOutcome {
+        warnings: data.warnings.clone(),
+        ..Default::default()
+    };
+    rest.facts
+        .insert("data-sources".into(), serde_json::json!(data.sources));
+    if let Some(parsed) = parsed {
+        rest.absorb(policy::evaluate_releases(parsed, date, &data));
+    }
+    publish(ctx, rest);
     if !ctx.options.offering {
-        outcome.push(policy::offering_not_applicable());
-        return outcome;
+        return CheckOutcome::default();
     }
     // The further clusters of the offering: their own requirements, then the coverage.
     let mut versions = Vec::new();
@@ -62,7 +102,7 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
                 if i > 0 {
                     for mut req in policy::evaluate(&info.git_version, date, &data).requirements {
                         req.id = format!("{}@{}", req.id, info.subject);
-                        outcome.push(req);
+                        ctx.decide(req);
                     }
                 }
                 match KubeVersion::parse(&info.git_version) {
@@ -73,8 +113,8 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
             Err(reason) => unusable.push(reason),
         }
     }
-    outcome.push(offering(&versions, &unusable, date, &data));
-    outcome
+    ctx.decide(offering(&versions, &unusable, date, &data));
+    CheckOutcome::default()
 }
 
 fn offering(

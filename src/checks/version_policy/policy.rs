@@ -4,7 +4,7 @@
 //! Everything is decided as of a reference date: releases published after it are
 //! ignored, so a run with a fixed date and fixed data is reproducible.
 
-use super::data::{Cve, EolData, LoadedData, Release, ReleaseData};
+use super::data::{Coverage, Cve, EolData, LoadedData, Release, ReleaseData};
 use super::version::{Branch, KubeVersion};
 use crate::outcome::{CheckOutcome, Requirement, Status};
 use jiff::ToSpan;
@@ -90,13 +90,36 @@ fn staleness(eol: &EolData, reference_date: Date) -> Option<(usize, String)> {
     })
 }
 
+/// The last publication day of a newer patch (or fix) that makes a requirement with a
+/// limit of `limit_days` FAIL at `reference_date`: data that covers this day rules a FAIL out.
+pub fn fail_cutoff(reference_date: Date, limit_days: i64) -> Date {
+    reference_date
+        .checked_sub((limit_days + 1).days())
+        .unwrap_or(reference_date)
+}
+
 /// Decides the three requirements for the cluster version `version_string`.
 pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -> CheckOutcome {
-    let mut outcome = CheckOutcome::default();
+    let (mut outcome, version) = evaluate_branch(version_string, reference_date, &data.eol);
     outcome.warnings.extend(data.warnings.iter().cloned());
     outcome
         .facts
         .insert("data-sources".into(), json!(data.sources));
+    if let Some(version) = version {
+        outcome.absorb(evaluate_releases(version, reference_date, data));
+    }
+    outcome
+}
+
+/// The first stage, on local data only: the version is parsed and `supported-branch` is
+/// decided from the end-of-life data. The version is `None` when nothing more can be
+/// decided (unparseable version, EOL data too stale); every requirement is then ABORT.
+pub fn evaluate_branch(
+    version_string: &str,
+    reference_date: Date,
+    eol: &Result<EolData, String>,
+) -> (CheckOutcome, Option<KubeVersion>) {
+    let mut outcome = CheckOutcome::default();
     outcome
         .facts
         .insert("reference-date".into(), json!(reference_date.to_string()));
@@ -108,7 +131,7 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
         Ok(version) => version,
         Err(e) => {
             outcome.requirements = aborted_requirements(&e.to_string());
-            return outcome;
+            return (outcome, None);
         }
     };
     let branch = version.branch();
@@ -119,7 +142,7 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
         .facts
         .insert("branch".into(), json!(branch.to_string()));
 
-    match &data.eol {
+    match eol {
         Ok(eol) => {
             if let Some(end) = eol.end_of_life(branch) {
                 outcome
@@ -133,7 +156,7 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
             if let Some((count, message)) = staleness(eol, reference_date) {
                 if count < MIN_DECIDABLE_BRANCHES {
                     outcome.requirements = aborted_requirements(&message);
-                    return outcome;
+                    return (outcome, None);
                 }
                 outcome.warnings.push(message);
             }
@@ -144,7 +167,17 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
             format!("no end-of-life data: {reason}"),
         )),
     }
+    (outcome, Some(version))
+}
 
+/// The second stage: `patch-recency` and `cve-recency` from the release and CVE data.
+pub fn evaluate_releases(
+    version: KubeVersion,
+    reference_date: Date,
+    data: &LoadedData,
+) -> CheckOutcome {
+    let mut outcome = CheckOutcome::default();
+    let branch = version.branch();
     match &data.releases {
         Ok(releases) => {
             if let Some(newest) = releases.branch_as_of(branch, reference_date).last() {
@@ -156,11 +189,28 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
                     json!(newest.published().to_string()),
                 );
             }
-            outcome.push(check_patch_recency(version, reference_date, releases));
+            if let Some(until) = data.release_coverage.until {
+                outcome
+                    .facts
+                    .insert("release-data-until".into(), json!(until.to_string()));
+            }
+            outcome.push(check_patch_recency(
+                version,
+                reference_date,
+                releases,
+                &data.release_coverage,
+            ));
             match &data.cves {
-                Ok(cves) => {
-                    outcome.push(check_cve_recency(version, reference_date, releases, cves))
-                }
+                Ok(cves) => outcome.push(check_cve_recency(
+                    version,
+                    reference_date,
+                    releases,
+                    cves,
+                    &Coverages {
+                        releases: &data.release_coverage,
+                        cves: &data.cve_coverage,
+                    },
+                )),
                 Err(reason) => outcome.push(Requirement::abort(
                     CVE_RECENCY,
                     format!("no CVE data: {reason}"),
@@ -176,13 +226,25 @@ pub fn evaluate(version_string: &str, reference_date: Date, data: &LoadedData) -
     outcome
 }
 
-/// The branch has not passed its end of life (the EOL day itself is still supported).
+/// The branch has not passed its end of life (the EOL day itself is still supported), and
+/// the version is a release: an upstream pre-release is not a supported release.
 pub fn check_supported_branch(
     version: KubeVersion,
     reference_date: Date,
     eol: &EolData,
 ) -> Requirement {
     let branch = version.branch();
+    if version.is_prerelease() {
+        return Requirement::fail(
+            SUPPORTED_BRANCH,
+            format!(
+                "{version} is an upstream pre-release ({} of {}), not a release: the \
+                 Kubernetes project supports only its releases, so a cluster must run one",
+                version.stage,
+                version.release()
+            ),
+        );
+    }
     if let Some(end) = eol.end_of_life(branch) {
         return if reference_date <= end {
             Requirement::pass(
@@ -205,62 +267,59 @@ pub fn check_supported_branch(
     let (Some(oldest), Some(newest)) = (eol.oldest(), eol.newest()) else {
         return Requirement::abort(SUPPORTED_BRANCH, "the EOL data lists no branches");
     };
-    if branch > newest {
-        Requirement::pass(
+    let oldest_end = eol.end_of_life(oldest);
+    match oldest_end {
+        // Branches reach their end of life in order: one older than a branch already past
+        // its end of life is past it too.
+        Some(end) if branch < oldest && end < reference_date => Requirement::fail(
             SUPPORTED_BRANCH,
             format!(
-                "branch {branch} of {version} is newer than every branch the EOL data knows (newest {newest}); the data does not know this new branch yet"
+                "branch {branch} of {version} is older than every branch the EOL data knows; \
+                 the oldest, {oldest}, reached its end of life on {end}, and older branches \
+                 reach theirs earlier"
             ),
-        )
-    } else if branch < oldest {
-        Requirement::fail(
+        ),
+        _ => Requirement::abort(
             SUPPORTED_BRANCH,
             format!(
-                "branch {branch} of {version} is older than every branch the EOL data knows (oldest {oldest}, end of life {}), so long past its end of life",
-                eol.end_of_life(oldest)
-                    .map_or_else(String::new, |d| d.to_string())
+                "branch {branch} of {version} is not in the EOL data (it knows {oldest} to \
+                 {newest}), so whether it is supported cannot be decided; pass --eol-data with \
+                 the branch's end of life (https://kubernetes.io/releases/)"
             ),
-        )
-    } else {
-        Requirement::abort(
-            SUPPORTED_BRANCH,
-            format!(
-                "branch {branch} of {version} is missing from the EOL data, which knows {oldest} to {newest}"
-            ),
-        )
+        ),
     }
 }
 
 /// No newer patch of the branch has been out for more than [`PATCH_LIMIT_DAYS`].
 ///
 /// Among the newer patches, the one published first has been out longest; it decides, and
-/// the message names it and the newest patch.
+/// the message names it and the newest patch. A pass needs release data that covers the
+/// last day such a patch could have been published ([`fail_cutoff`]); otherwise ABORT.
 pub fn check_patch_recency(
     version: KubeVersion,
     reference_date: Date,
     releases: &ReleaseData,
+    coverage: &Coverage,
 ) -> Requirement {
     let branch = version.branch();
+    let cutoff = fail_cutoff(reference_date, PATCH_LIMIT_DAYS);
     let known = releases.branch_as_of(branch, reference_date);
     let Some(newest) = known.last().copied() else {
         let newest_branch = releases
             .as_of(reference_date)
             .map(|r| r.version.branch())
             .max();
-        return match newest_branch {
-            Some(newest_branch) if branch > newest_branch => Requirement::pass(
-                PATCH_RECENCY,
-                format!(
-                    "the release data knows no release of branch {branch} yet (newest branch {newest_branch}); nothing newer than {version} is known"
-                ),
+        return Requirement::abort(
+            PATCH_RECENCY,
+            format!(
+                "the release data ({}) knows no release of branch {branch} published by \
+                 {reference_date}{}, so whether {version} is the newest patch cannot be decided",
+                coverage.what,
+                newest_branch
+                    .map(|b| format!(" (newest branch {b})"))
+                    .unwrap_or_default()
             ),
-            _ => Requirement::abort(
-                PATCH_RECENCY,
-                format!(
-                    "the release data knows no release of branch {branch} published by {reference_date}"
-                ),
-            ),
-        };
+        );
     };
     let newer: Vec<&Release> = known
         .iter()
@@ -268,11 +327,49 @@ pub fn check_patch_recency(
         .filter(|r| r.version > version)
         .collect();
     let details: Vec<String> = newer.iter().map(|r| release_line(r)).collect();
-    let Some(first) = newer
+    let first = newer
         .iter()
         .copied()
-        .min_by_key(|r| (r.published_at, r.version))
-    else {
+        .min_by_key(|r| (r.published_at, r.version));
+    let newest_note = |first: &Release| {
+        if newest.version == first.version {
+            String::new()
+        } else {
+            format!(
+                "; the newest patch is {} (published {})",
+                newest.version,
+                newest.published()
+            )
+        }
+    };
+    if let Some(first) = first {
+        let days = days_between(first.published(), reference_date);
+        if days > PATCH_LIMIT_DAYS {
+            return Requirement::fail(
+                PATCH_RECENCY,
+                format!(
+                    "{version} is outdated: {} was published on {}, {days} days before the reference date {reference_date} (limit {PATCH_LIMIT_DAYS} days){}",
+                    first.version,
+                    first.published(),
+                    newest_note(first)
+                ),
+            )
+            .with_details(details);
+        }
+    }
+    if !coverage.covers(cutoff) {
+        return Requirement::abort(
+            PATCH_RECENCY,
+            format!(
+                "{version} cannot be judged: a newer patch of branch {branch} published by \
+                 {cutoff} (more than {PATCH_LIMIT_DAYS} days before the reference date {reference_date}) \
+                 would make it outdated, but {}",
+                coverage.shortfall(cutoff)
+            ),
+        )
+        .with_details(details);
+    }
+    let Some(first) = first else {
         let message = if version == newest.version {
             format!(
                 "{version} is the newest patch of branch {branch} known at {reference_date} (published {})",
@@ -288,35 +385,16 @@ pub fn check_patch_recency(
         return Requirement::pass(PATCH_RECENCY, message);
     };
     let days = days_between(first.published(), reference_date);
-    let newest_note = if newest.version == first.version {
-        String::new()
-    } else {
+    Requirement::pass(
+        PATCH_RECENCY,
         format!(
-            "; the newest patch is {} (published {})",
-            newest.version,
-            newest.published()
-        )
-    };
-    let requirement = if days > PATCH_LIMIT_DAYS {
-        Requirement::fail(
-            PATCH_RECENCY,
-            format!(
-                "{version} is outdated: {} was published on {}, {days} days before the reference date {reference_date} (limit {PATCH_LIMIT_DAYS} days){newest_note}",
-                first.version,
-                first.published()
-            ),
-        )
-    } else {
-        Requirement::pass(
-            PATCH_RECENCY,
-            format!(
-                "{version} is recent enough: the newer {} was published on {}, {days} days before the reference date {reference_date} (limit {PATCH_LIMIT_DAYS} days){newest_note}",
-                first.version,
-                first.published()
-            ),
-        )
-    };
-    requirement.with_details(details)
+            "{version} is recent enough: the newer {} was published on {}, {days} days before the reference date {reference_date} (limit {PATCH_LIMIT_DAYS} days){}",
+            first.version,
+            first.published(),
+            newest_note(first)
+        ),
+    )
+    .with_details(details)
 }
 
 /// How one critical CVE that affects the running version stands.
@@ -326,27 +404,63 @@ struct CveFinding<'a> {
     message: String,
 }
 
+/// The coverage of both data sets `cve-recency` is decided on.
+pub struct Coverages<'a> {
+    pub releases: &'a Coverage,
+    pub cves: &'a Coverage,
+}
+
 fn cve_finding<'a>(
     version: KubeVersion,
     reference_date: Date,
     branch_releases: &[&Release],
+    release_coverage: &Coverage,
     cve: &'a Cve,
 ) -> CveFinding<'a> {
     let score = cve.score.unwrap_or_default();
     let head = format!("{version} is affected by {} (CVSS {score:.1})", cve.id);
+    let branch = version.branch();
     let fix = branch_releases
         .iter()
         .copied()
         .filter(|r| r.version > version && !cve.affects(r.version))
         .min_by_key(|r| (r.published_at, r.version));
     let Some(fix) = fix else {
+        let cutoff = fail_cutoff(reference_date, CVE_FAIL_AFTER_DAYS);
+        let (status, message) = if branch_releases.is_empty() {
+            (
+                Status::Abort,
+                format!(
+                    "{head}: the release data knows no release of branch {branch}, so whether \
+                     a fix has been out for more than {CVE_FAIL_AFTER_DAYS} days is unknown"
+                ),
+            )
+        } else if !release_coverage.covers(cutoff) {
+            (
+                Status::Abort,
+                format!(
+                    "{head}: no fixed patch of branch {branch} is in the release data, but a fix \
+                     published by {cutoff} would decide; {}",
+                    release_coverage.shortfall(cutoff)
+                ),
+            )
+        } else {
+            (
+                Status::Warn,
+                format!(
+                    "{head}: no fixed patch of branch {branch} was released by the reference \
+                     date {reference_date} (newest patch {})",
+                    branch_releases
+                        .last()
+                        .map(|r| r.version.to_string())
+                        .unwrap_or_default()
+                ),
+            )
+        };
         return CveFinding {
             cve,
-            status: Status::Warn,
-            message: format!(
-                "{head}: no fixed patch released yet in branch {}",
-                version.branch()
-            ),
+            status,
+            message,
         };
     };
     let days = days_between(fix.published(), reference_date);
@@ -380,18 +494,22 @@ fn cve_finding<'a>(
 
 fn severity(status: Status) -> u8 {
     match status {
-        Status::Fail => 3,
+        Status::Fail => 4,
+        Status::Abort => 3,
         Status::Warn => 2,
         _ => 1,
     }
 }
 
 /// The running version is not affected by a critical CVE whose fix has been out too long.
+/// A FAIL needs a fix published more than [`CVE_FAIL_AFTER_DAYS`] days before the reference
+/// date; anything else needs CVE and release data that cover that day ([`fail_cutoff`]).
 pub fn check_cve_recency(
     version: KubeVersion,
     reference_date: Date,
     releases: &ReleaseData,
     cves: &[Cve],
+    coverage: &Coverages<'_>,
 ) -> Requirement {
     let critical: Vec<&Cve> = cves
         .iter()
@@ -402,13 +520,38 @@ pub fn check_cve_recency(
         .iter()
         .copied()
         .filter(|c| c.affects(version))
-        .map(|c| cve_finding(version, reference_date, &branch_releases, c))
+        .map(|c| {
+            cve_finding(
+                version,
+                reference_date,
+                &branch_releases,
+                coverage.releases,
+                c,
+            )
+        })
         .collect();
-    let Some(worst) = findings
+    let details: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{}: {}", f.cve.id, f.message))
+        .collect();
+    let worst = findings
         .iter()
         .map(|f| f.status)
-        .max_by_key(|s| severity(*s))
-    else {
+        .max_by_key(|s| severity(*s));
+    let cutoff = fail_cutoff(reference_date, CVE_FAIL_AFTER_DAYS);
+    if worst != Some(Status::Fail) && !coverage.cves.covers(cutoff) {
+        return Requirement::abort(
+            CVE_RECENCY,
+            format!(
+                "{version} cannot be judged: a critical CVE whose fix was published by {cutoff} \
+                 (more than {CVE_FAIL_AFTER_DAYS} days before the reference date {reference_date}) would \
+                 fail it, but {}",
+                coverage.cves.shortfall(cutoff)
+            ),
+        )
+        .with_details(details);
+    }
+    let Some(worst) = worst else {
         return Requirement::pass(
             CVE_RECENCY,
             format!(
@@ -423,10 +566,6 @@ pub fn check_cve_recency(
         .map(|f| f.message.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    let details: Vec<String> = findings
-        .iter()
-        .map(|f| format!("{}: {}", f.cve.id, f.message))
-        .collect();
     Requirement::new(CVE_RECENCY, worst, message).with_details(details)
 }
 
@@ -572,6 +711,31 @@ mod tests {
                 lower: Some(v(lower)),
                 upper,
             }],
+            updated: Some(date("2026-01-01")),
+        }
+    }
+
+    /// Data complete until long after every reference date of these tests.
+    fn covered() -> Coverage {
+        coverage(Some("2099-12-31"))
+    }
+
+    fn coverage(until: Option<&str>) -> Coverage {
+        Coverage {
+            until: until.map(date),
+            what: "the test data".into(),
+            gaps: None,
+            fresher: "get better test data",
+        }
+    }
+
+    static COVERED: std::sync::LazyLock<Coverage> = std::sync::LazyLock::new(covered);
+
+    /// Release and CVE data both complete.
+    fn both() -> Coverages<'static> {
+        Coverages {
+            releases: &COVERED,
+            cves: &COVERED,
         }
     }
 
@@ -598,14 +762,30 @@ mod tests {
             (
                 "v1.36.0",
                 "2026-06-29",
-                Status::Pass,
-                "does not know this new branch",
+                Status::Abort,
+                "branch 1.36 of v1.36.0 is not in the EOL data (it knows 1.30 to 1.35), so \
+                 whether it is supported cannot be decided; pass --eol-data",
             ),
+            // 1.29 reached its end of life on 2025-02-28: on 2025-01-01 nothing says it had.
             (
                 "v1.29.4",
                 "2025-01-01",
+                Status::Abort,
+                "branch 1.29 of v1.29.4 is not in the EOL data",
+            ),
+            // Once the oldest known branch is past its end of life, every older one is.
+            (
+                "v1.29.4",
+                "2025-07-01",
                 Status::Fail,
-                "older than every branch",
+                "older than every branch the EOL data knows; the oldest, 1.30, reached its \
+                 end of life on 2025-06-28",
+            ),
+            (
+                "v1.34.8-rc.0",
+                "2026-06-01",
+                Status::Fail,
+                "v1.34.8-rc.0 is an upstream pre-release (rc.0 of v1.34.8), not a release",
             ),
         ];
         for (version, reference, status, needle) in cases {
@@ -617,7 +797,7 @@ mod tests {
         let r = check_supported_branch(v("v1.31.1"), date("2025-01-01"), &gap);
         assert_eq!(r.status, Status::Abort);
         assert!(
-            r.message.contains("1.31") && r.message.contains("missing"),
+            r.message.contains("1.31") && r.message.contains("not in the EOL data"),
             "{}",
             r.message
         );
@@ -633,7 +813,7 @@ mod tests {
         ]);
         for (days, status) in [(30, Status::Pass), (31, Status::Pass), (32, Status::Fail)] {
             let reference = add_days("2026-03-01", days);
-            let r = check_patch_recency(v("v1.33.2"), reference, &data);
+            let r = check_patch_recency(v("v1.33.2"), reference, &data, &covered());
             assert_eq!(r.status, status, "{days} days: {}", r.message);
             assert!(
                 r.message.contains(&format!("{days} days before")),
@@ -662,7 +842,7 @@ mod tests {
             ("v1.33.6", "2026-05-01"),
             ("v1.34.0", "2025-08-27"),
         ]);
-        let r = check_patch_recency(v("v1.33.2"), date("2026-04-18"), &data);
+        let r = check_patch_recency(v("v1.33.2"), date("2026-04-18"), &data, &covered());
         assert_eq!(r.status, Status::Fail);
         assert_eq!(
             r.message,
@@ -674,7 +854,7 @@ mod tests {
             "v1.33.6 is after the date"
         );
 
-        let r = check_patch_recency(v("v1.33.5+k3s1"), date("2026-04-18"), &data);
+        let r = check_patch_recency(v("v1.33.5+k3s1"), date("2026-04-18"), &data, &covered());
         assert_eq!(r.status, Status::Pass);
         assert!(
             r.message
@@ -683,20 +863,148 @@ mod tests {
             r.message
         );
 
-        let r = check_patch_recency(v("v1.33.9"), date("2026-04-18"), &data);
+        let r = check_patch_recency(v("v1.33.9"), date("2026-04-18"), &data, &covered());
         assert_eq!(r.status, Status::Pass);
         assert!(r.message.contains("v1.33.5"), "{}", r.message);
 
-        let r = check_patch_recency(v("v1.36.0"), date("2026-04-18"), &data);
-        assert_eq!(r.status, Status::Pass);
+        // A branch the release data does not know is undecidable, never recent by default.
+        let r = check_patch_recency(v("v1.36.0"), date("2026-04-18"), &data, &covered());
+        assert_eq!(r.status, Status::Abort);
+        assert_eq!(
+            r.message,
+            "the release data (the test data) knows no release of branch 1.36 published by \
+             2026-04-18 (newest branch 1.34), so whether v1.36.0 is the newest patch cannot be \
+             decided"
+        );
+
+        let r = check_patch_recency(v("v1.20.0"), date("2026-04-18"), &data, &covered());
+        assert_eq!(r.status, Status::Abort);
+    }
+
+    #[test]
+    fn stale_release_data_cannot_pass_but_can_fail() {
+        let data = releases(&[
+            ("v1.33.2", "2025-06-17"),
+            ("v1.33.3", "2026-03-01"),
+            ("v1.34.1", "2026-03-01"),
+        ]);
+        // Data up to 2026-03-01; reference 2026-05-01: a patch published between 2026-03-02
+        // and 2026-03-31 would make v1.33.3 outdated and is not in the data.
+        let stale = coverage(Some("2026-03-01"));
+        let r = check_patch_recency(v("v1.33.3"), date("2026-05-01"), &data, &stale);
+        assert_eq!(r.status, Status::Abort);
+        assert_eq!(
+            r.message,
+            "v1.33.3 cannot be judged: a newer patch of branch 1.33 published by 2026-03-30 \
+             (more than 31 days before the reference date 2026-05-01) would make it outdated, \
+             but the test data ends on 2026-03-01, before 2026-03-30; to decide, get better \
+             test data"
+        );
+        // The same data is enough when it reaches the last day that could fail ...
+        let r = check_patch_recency(v("v1.33.3"), date("2026-04-01"), &data, &stale);
+        assert_eq!(r.status, Status::Pass, "{}", r.message);
+        // ... and evidence of a FAIL decides whatever the data misses.
+        let r = check_patch_recency(v("v1.33.2"), date("2026-05-01"), &data, &stale);
+        assert_eq!(r.status, Status::Fail, "{}", r.message);
+        // Nothing dated at all.
+        let r = check_patch_recency(v("v1.33.3"), date("2026-05-01"), &data, &coverage(None));
         assert!(
-            r.message.contains("no release of branch 1.36"),
+            r.message.ends_with(
+                "but the test data holds nothing dated; to decide, get better test data"
+            ),
             "{}",
             r.message
         );
+    }
 
-        let r = check_patch_recency(v("v1.20.0"), date("2026-04-18"), &data);
+    #[test]
+    fn stale_or_incomplete_cve_data_cannot_pass() {
+        let data = releases(&[("v1.33.2", "2025-06-17"), ("v1.33.3", "2026-03-01")]);
+        let fixed = [cve(
+            "CVE-2099-1010",
+            9.0,
+            "v1.33.0",
+            Upper::Below(v("v1.33.3")),
+        )];
+        let stale = coverage(Some("2026-02-01"));
+        let stale_cves = Coverages {
+            releases: &COVERED,
+            cves: &stale,
+        };
+        // Not affected by anything known, but the CVE data ends too early.
+        let r = check_cve_recency(v("v1.33.3"), date("2026-04-01"), &data, &fixed, &stale_cves);
         assert_eq!(r.status, Status::Abort);
+        assert!(
+            r.message.starts_with(
+                "v1.33.3 cannot be judged: a critical CVE whose fix was published by \
+                 2026-03-17 (more than 14 days before the reference date 2026-04-01) would fail \
+                 it, but the test data ends on 2026-02-01"
+            ),
+            "{}",
+            r.message
+        );
+        // A FAIL on known data still decides.
+        let r = check_cve_recency(v("v1.33.2"), date("2026-04-01"), &data, &fixed, &stale_cves);
+        assert_eq!(r.status, Status::Fail, "{}", r.message);
+        // Records that could not be fetched: nothing is ruled out.
+        let mut gaps = covered();
+        gaps.gaps = Some("1 of 3 records could not be fetched: CVE-2099-1011".into());
+        let r = check_cve_recency(
+            v("v1.33.3"),
+            date("2026-04-01"),
+            &data,
+            &fixed,
+            &Coverages {
+                releases: &COVERED,
+                cves: &gaps,
+            },
+        );
+        assert_eq!(r.status, Status::Abort);
+        assert!(
+            r.message.contains(
+                "the test data is incomplete (1 of 3 records could not be fetched: CVE-2099-1011)"
+            ),
+            "{}",
+            r.message
+        );
+        // No fix known and release data too old to rule one out: undecided, not a warning.
+        let unfixed = [cve("CVE-2099-1012", 9.0, "v1.33.0", Upper::Unbounded)];
+        let old_releases = coverage(Some("2026-03-01"));
+        let r = check_cve_recency(
+            v("v1.33.3"),
+            date("2026-04-01"),
+            &data,
+            &unfixed,
+            &Coverages {
+                releases: &old_releases,
+                cves: &COVERED,
+            },
+        );
+        assert_eq!(r.status, Status::Abort, "{}", r.message);
+        assert!(r.message.contains("no fixed patch of branch 1.33 is in the release data, but a fix published by 2026-03-17 would decide"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_prerelease_is_judged_before_its_release() {
+        let data = releases(&[("v1.34.7", "2026-03-01"), ("v1.34.8", "2026-04-01")]);
+        // v1.34.8 is out for 61 days: a cluster still on its release candidate is outdated.
+        let r = check_patch_recency(v("v1.34.8-rc.0"), date("2026-06-01"), &data, &covered());
+        assert_eq!(r.status, Status::Fail, "{}", r.message);
+        assert!(
+            r.message.starts_with(
+                "v1.34.8-rc.0 is outdated: v1.34.8 was published on 2026-04-01, 61 days"
+            ),
+            "{}",
+            r.message
+        );
+        let eol = standard_eol();
+        let outcome = evaluate(
+            "v1.34.8-rc.0",
+            date("2026-06-01"),
+            &loaded(eol, data, vec![]),
+        );
+        assert_eq!(outcome.requirements[0].status, Status::Fail);
+        assert_eq!(outcome.facts["running-version"], "v1.34.8-rc.0");
     }
 
     #[test]
@@ -710,7 +1018,7 @@ mod tests {
             ("v1.31.9", "2025-01-01"),
             ("v1.32.3", "2025-06-17"),
         ]);
-        let r = check_patch_recency(v("v1.32.1"), date("2025-07-20"), &data);
+        let r = check_patch_recency(v("v1.32.1"), date("2025-07-20"), &data, &covered());
         assert_eq!(r.status, Status::Fail, "{}", r.message);
         assert!(
             r.message
@@ -723,7 +1031,7 @@ mod tests {
             "{}",
             r.message
         );
-        let r = check_patch_recency(v("v1.33.1"), date("2025-07-18"), &data);
+        let r = check_patch_recency(v("v1.33.1"), date("2025-07-18"), &data, &covered());
         assert_eq!(r.status, Status::Pass, "{}", r.message);
     }
 
@@ -749,7 +1057,13 @@ mod tests {
             (15, Status::Fail),
         ];
         for (days, status) in cases {
-            let r = check_cve_recency(v("v1.33.2"), add_days(fixed_on, days), &data, &cves);
+            let r = check_cve_recency(
+                v("v1.33.2"),
+                add_days(fixed_on, days),
+                &data,
+                &cves,
+                &both(),
+            );
             assert_eq!(r.status, status, "{days} days: {}", r.message);
             assert!(
                 r.message.contains("CVE-2099-1000 (CVSS 8.8)"),
@@ -784,7 +1098,7 @@ mod tests {
             "v1.33.0",
             Upper::UpTo(v("v1.33.3")),
         )];
-        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &cves);
+        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &cves, &both());
         assert_eq!(r.status, Status::Warn, "{}", r.message);
         assert!(
             r.message.contains("fix v1.33.4") && r.message.contains("4 days"),
@@ -797,13 +1111,27 @@ mod tests {
     fn cve_without_fix_or_not_critical_or_not_affected() {
         let data = releases(&[("v1.33.2", "2025-06-17"), ("v1.33.3", "2026-01-10")]);
         let no_fix = [cve("CVE-2099-1002", 8.0, "v1.33.0", Upper::Unbounded)];
-        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &no_fix);
+        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &no_fix, &both());
         assert_eq!(r.status, Status::Warn);
-        assert!(
-            r.message.contains("CVE-2099-1002")
-                && r.message.contains("no fixed patch released yet"),
-            "{}",
-            r.message
+        assert_eq!(
+            r.message,
+            "v1.33.2 is affected by CVE-2099-1002 (CVSS 8.0): no fixed patch of branch 1.33 \
+             was released by the reference date 2026-03-05 (newest patch v1.33.3)"
+        );
+        // A branch without any release data: what is known, not "no fix released yet".
+        let r = check_cve_recency(
+            v("v1.36.1"),
+            date("2026-03-05"),
+            &data,
+            &[cve("CVE-2099-1009", 9.0, "v1.36.0", Upper::Unbounded)],
+            &both(),
+        );
+        assert_eq!(r.status, Status::Abort);
+        assert_eq!(
+            r.message,
+            "v1.36.1 is affected by CVE-2099-1009 (CVSS 9.0): the release data knows no \
+             release of branch 1.36, so whether a fix has been out for more than 14 days is \
+             unknown"
         );
 
         let low = [cve(
@@ -812,7 +1140,7 @@ mod tests {
             "v1.33.0",
             Upper::Below(v("v1.33.3")),
         )];
-        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &low);
+        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &low, &both());
         assert_eq!(r.status, Status::Pass);
         assert!(
             r.message.contains("any of the 0 critical CVEs"),
@@ -826,7 +1154,7 @@ mod tests {
             "v1.32.0",
             Upper::Below(v("v1.32.5")),
         )];
-        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &other);
+        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &other, &both());
         assert_eq!(r.status, Status::Pass);
         assert!(
             r.message
@@ -847,7 +1175,7 @@ mod tests {
             cve("CVE-2099-1005", 8.1, "v1.33.0", Upper::Below(v("v1.33.4"))),
             cve("CVE-2099-1006", 8.8, "v1.33.0", Upper::Below(v("v1.33.3"))),
         ];
-        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &cves);
+        let r = check_cve_recency(v("v1.33.2"), date("2026-03-05"), &data, &cves, &both());
         assert_eq!(r.status, Status::Fail);
         assert!(
             r.message.contains("CVE-2099-1006") && !r.message.contains("CVE-2099-1005"),
@@ -862,6 +1190,8 @@ mod tests {
             eol: Ok(eol),
             releases: Ok(releases),
             cves: Ok(cves),
+            release_coverage: covered(),
+            cve_coverage: covered(),
             warnings: vec!["a data warning".into()],
             sources: vec!["test data".into()],
         }

@@ -4,12 +4,69 @@ use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
-/// A Kubernetes version `major.minor.patch`; vendor and build suffixes are not kept.
+/// A Kubernetes version `major.minor.patch`, with its upstream pre-release stage if it has
+/// one; vendor and build suffixes are not kept. Ordered like semver: a pre-release comes
+/// before its release (`v1.34.8-rc.0 < v1.34.8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct KubeVersion {
     pub major: u64,
     pub minor: u64,
     pub patch: u64,
+    pub stage: Stage,
+}
+
+/// Where a version stands in the upstream release process: an alpha, beta or release
+/// candidate of `major.minor.patch` (tags `-alpha.N`, `-beta.N`, `-rc.N`), or the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Stage {
+    Alpha(u64),
+    Beta(u64),
+    Rc(u64),
+    Release,
+}
+
+impl Stage {
+    /// The upstream pre-release stage a suffix after the patch number names, e.g. `-rc.0`,
+    /// `-alpha.1.23+abc` (a build from a pre-release tag) or `-beta`. Vendor suffixes
+    /// (`-gke.1200`, `-eks-abcdef`, `+k3s1`, `+rke2r1`) name none.
+    fn of_suffix(rest: &str) -> Stage {
+        let Some(tag) = rest.strip_prefix('-') else {
+            return Stage::Release;
+        };
+        for (name, stage) in [
+            ("alpha", Stage::Alpha as fn(u64) -> Stage),
+            ("beta", Stage::Beta),
+            ("rc", Stage::Rc),
+        ] {
+            let Some(after) = tag.strip_prefix(name) else {
+                continue;
+            };
+            if after.is_empty() || after.starts_with('+') {
+                return stage(0);
+            }
+            if let Some(number) = after.strip_prefix('.') {
+                let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
+                let tail = &number[digits.len()..];
+                if let Ok(n) = digits.parse()
+                    && (tail.is_empty() || tail.starts_with('.') || tail.starts_with('+'))
+                {
+                    return stage(n);
+                }
+            }
+        }
+        Stage::Release
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Alpha(n) => write!(f, "alpha.{n}"),
+            Stage::Beta(n) => write!(f, "beta.{n}"),
+            Stage::Rc(n) => write!(f, "rc.{n}"),
+            Stage::Release => write!(f, "release"),
+        }
+    }
 }
 
 /// A release branch (minor release) `major.minor`, e.g. `1.34`.
@@ -25,20 +82,22 @@ pub struct Branch {
 pub struct VersionParseError(pub String);
 
 impl KubeVersion {
+    /// A release (no pre-release stage).
     pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
         KubeVersion {
             major,
             minor,
             patch,
+            stage: Stage::Release,
         }
     }
 
     /// Parses a version as reported by a cluster (`/version` → `gitVersion`).
     ///
-    /// Accepts an optional leading `v` and ignores everything after the patch number that
-    /// starts with `-` or `+`: vendor builds (`v1.33.4-gke.1200`, `v1.30.1-eks-abcdef`),
-    /// build metadata (`v1.34.2+k3s1`) and pre-release tags (`v1.29.3-rc.1`, counted as
-    /// 1.29.3).
+    /// Accepts an optional leading `v`. An upstream pre-release tag after the patch number
+    /// (`v1.34.8-rc.0`, `v1.35.0-alpha.1`, `v1.35.0-beta.2`) is kept as the [`Stage`];
+    /// everything else after `-` or `+` is ignored: vendor builds (`v1.33.4-gke.1200`,
+    /// `v1.30.1-eks-abcdef`) and build metadata (`v1.34.2+k3s1`, `v1.33.1+rke2r1`).
     pub fn parse(input: &str) -> Result<Self, VersionParseError> {
         let error = || VersionParseError(input.to_string());
         let (numbers, rest) = split_numbers(input.trim()).ok_or_else(error)?;
@@ -46,9 +105,22 @@ impl KubeVersion {
             return Err(error());
         }
         match numbers[..] {
-            [major, minor, patch] => Ok(KubeVersion::new(major, minor, patch)),
+            [major, minor, patch] => Ok(KubeVersion {
+                stage: Stage::of_suffix(rest),
+                ..KubeVersion::new(major, minor, patch)
+            }),
             _ => Err(error()),
         }
+    }
+
+    /// Whether this is an upstream pre-release (alpha, beta or release candidate).
+    pub fn is_prerelease(self) -> bool {
+        self.stage != Stage::Release
+    }
+
+    /// The release this version is (or is a pre-release of).
+    pub fn release(self) -> KubeVersion {
+        KubeVersion::new(self.major, self.minor, self.patch)
     }
 
     /// Parses a release tag that names a final release: exactly `vX.Y.Z` (or `X.Y.Z`).
@@ -95,7 +167,11 @@ impl FromStr for KubeVersion {
 
 impl fmt::Display for KubeVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
+        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)?;
+        match self.stage {
+            Stage::Release => Ok(()),
+            stage => write!(f, "-{stage}"),
+        }
     }
 }
 
@@ -170,12 +246,40 @@ mod tests {
             ("v1.34.2+k3s1", KubeVersion::new(1, 34, 2)),
             ("v1.33.4-gke.1200", KubeVersion::new(1, 33, 4)),
             ("v1.30.1-eks-abcdef", KubeVersion::new(1, 30, 1)),
-            ("v1.29.3-rc.1", KubeVersion::new(1, 29, 3)),
+            ("v1.33.1+rke2r1", KubeVersion::new(1, 33, 1)),
+            ("v1.33.1-rcx.1", KubeVersion::new(1, 33, 1)),
             (" v1.31.10 ", KubeVersion::new(1, 31, 10)),
         ];
         for (input, want) in cases {
             assert_eq!(KubeVersion::parse(input), Ok(want), "{input}");
+            assert!(!want.is_prerelease());
         }
+    }
+
+    #[test]
+    fn upstream_prereleases_are_kept_and_order_before_their_release() {
+        let cases = [
+            ("v1.34.8-rc.0", Stage::Rc(0)),
+            ("v1.29.3-rc.1", Stage::Rc(1)),
+            ("v1.35.0-alpha.1", Stage::Alpha(1)),
+            ("v1.35.0-alpha.0.123+0123abcd", Stage::Alpha(0)),
+            ("v1.35.0-beta.2", Stage::Beta(2)),
+            ("v1.35.0-beta", Stage::Beta(0)),
+        ];
+        for (input, stage) in cases {
+            let v = KubeVersion::parse(input).unwrap();
+            assert_eq!(v.stage, stage, "{input}");
+            assert!(v.is_prerelease());
+            assert!(v < v.release(), "{input}");
+        }
+        let rc = KubeVersion::parse("v1.34.8-rc.0").unwrap();
+        assert!(rc > KubeVersion::new(1, 34, 7));
+        assert_eq!(rc.to_string(), "v1.34.8-rc.0");
+        assert_eq!(rc.release(), KubeVersion::new(1, 34, 8));
+        assert!(
+            KubeVersion::parse("v1.35.0-alpha.2").unwrap()
+                < KubeVersion::parse("v1.35.0-beta.0").unwrap()
+        );
     }
 
     #[test]

@@ -111,13 +111,66 @@ impl Default for DataOptions {
     }
 }
 
+/// How far a data set is known to be complete: it can rule out a release (or CVE)
+/// published on a day only if it covers that day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// Complete up to and including this day: the fetch day for online data, else the
+    /// newest date in the data (its newest release, its newest CVE record). `None`: the
+    /// data holds nothing dated.
+    pub until: Option<Date>,
+    /// What the data is, for messages, e.g. `the bundled snapshot standards/data/...`.
+    pub what: String,
+    /// Known gaps (e.g. CVE records that could not be fetched): the data then rules out
+    /// nothing.
+    pub gaps: Option<String>,
+    /// How to get data that covers more, for messages.
+    pub fresher: &'static str,
+}
+
+/// How to get fresher release data.
+pub const FRESHER_RELEASES: &str = "run online (set GITHUB_TOKEN against GitHub's rate limit) \
+    or pass a current --release-data file";
+/// How to get fresher CVE data.
+pub const FRESHER_CVES: &str = "run online or pass a current --cve-data file";
+
+impl Coverage {
+    fn new(what: impl Into<String>, until: Option<Date>, fresher: &'static str) -> Self {
+        Coverage {
+            until,
+            what: what.into(),
+            gaps: None,
+            fresher,
+        }
+    }
+
+    /// Whether everything published up to and including `day` is in the data.
+    pub fn covers(&self, day: Date) -> bool {
+        self.gaps.is_none() && self.until.is_some_and(|until| until >= day)
+    }
+
+    /// Why the data does not cover `day`, with how to get fresher data; one line.
+    pub fn shortfall(&self, day: Date) -> String {
+        let reason = match (&self.gaps, self.until) {
+            (Some(gaps), _) => format!("{} is incomplete ({gaps})", self.what),
+            (None, Some(until)) => format!("{} ends on {until}, before {day}", self.what),
+            (None, None) => format!("{} holds nothing dated", self.what),
+        };
+        format!("{reason}; to decide, {}", self.fresher)
+    }
+}
+
 /// The loaded data; `Err` holds why a kind of data is unavailable.
 #[derive(Debug, Clone)]
 pub struct LoadedData {
     pub eol: Result<EolData, String>,
     pub releases: Result<ReleaseData, String>,
     pub cves: Result<Vec<Cve>, String>,
-    /// One line each: fallbacks, skipped entries, failed fetches.
+    /// How far the release data is complete.
+    pub release_coverage: Coverage,
+    /// How far the CVE data is complete.
+    pub cve_coverage: Coverage,
+    /// One line each: skipped entries, records that could not be fetched.
     pub warnings: Vec<String>,
     /// Where each kind of data came from, e.g. `EOL data: bundled standards/data/k8s-eol.yaml`.
     pub sources: Vec<String>,
@@ -139,67 +192,83 @@ fn from_file<T>(
         .map_err(|e| format!("{} ({})", e, path.display()))
 }
 
+/// The end-of-life data (a file or the bundled one) and where it comes from. Local only,
+/// so the branch can be judged before anything is fetched.
+pub fn load_eol(opts: &DataOptions) -> (Result<EolData, String>, String) {
+    match &opts.eol_file {
+        Some(path) => (
+            from_file(path, EolData::parse_yaml),
+            format!("EOL data: file {}", path.display()),
+        ),
+        None => (
+            EolData::bundled().map_err(|e| e.to_string()),
+            "EOL data: bundled standards/data/k8s-eol.yaml".into(),
+        ),
+    }
+}
+
 /// Loads all data. Files given by the user always win (a broken file makes that data
 /// unavailable rather than silently replacing it); `offline` uses bundled data for the
-/// rest; online failures fall back to the bundled data with a warning.
+/// rest. An online fetch that fails makes that data unavailable, naming the failure: it
+/// never falls back silently to the bundled snapshot (`--offline` chooses that).
 pub async fn load(opts: &DataOptions, reference_date: Date, http: &reqwest::Client) -> LoadedData {
     let mut warnings = Vec::new();
-    let mut sources = Vec::new();
-
-    let eol = match &opts.eol_file {
-        Some(path) => {
-            sources.push(format!("EOL data: file {}", path.display()));
-            from_file(path, EolData::parse_yaml)
-        }
-        None => {
-            sources.push("EOL data: bundled standards/data/k8s-eol.yaml".into());
-            EolData::bundled().map_err(|e| e.to_string())
-        }
-    };
-
-    let releases = load_releases(opts, reference_date, http, &mut warnings, &mut sources).await;
-    let cves = load_cves(opts, http, &mut warnings, &mut sources).await;
-
+    let (eol, eol_source) = load_eol(opts);
+    let mut sources = vec![eol_source];
+    let (releases, release_coverage) =
+        load_releases(opts, reference_date, http, &mut warnings, &mut sources).await;
+    let (cves, cve_coverage) = load_cves(opts, http, &mut warnings, &mut sources).await;
     LoadedData {
         eol,
         releases,
         cves,
+        release_coverage,
+        cve_coverage,
         warnings,
         sources,
     }
 }
 
-/// Beyond this many days after its newest release, the bundled snapshot is called stale.
-const SNAPSHOT_STALE_DAYS: i32 = 31;
+/// Today (UTC): online data is complete up to the day it was fetched.
+fn today() -> Date {
+    Timestamp::now().to_zoned(TimeZone::UTC).date()
+}
+
+/// Why an online fetch failed, with what to do instead.
+fn fetch_failed(what: &str, error: impl std::fmt::Display, file_flag: &str) -> String {
+    let text = error.to_string();
+    let rate_limit = if text.contains("403") || text.contains("429") {
+        " (GitHub limits unauthenticated requests: set GITHUB_TOKEN)"
+    } else {
+        ""
+    };
+    format!(
+        "{what} could not be fetched: {text}{rate_limit}; pass {file_flag} FILE, or --offline \
+         to judge by the bundled snapshot"
+    )
+}
 
 fn bundled_releases(
-    reference_date: Date,
     warnings: &mut Vec<String>,
     sources: &mut Vec<String>,
-) -> Result<ReleaseData, String> {
+) -> (Result<ReleaseData, String>, Coverage) {
+    const WHAT: &str = "the bundled snapshot standards/data/k8s-releases.json";
     match ReleaseData::bundled() {
         Ok((data, parse_warnings)) => {
             let newest = data
                 .newest_date()
                 .map_or_else(|| "empty".to_string(), |d| format!("newest release {d}"));
-            if let Some(last) = data.newest_date()
-                && let Ok(age) = last.until(reference_date)
-                && age.get_days() > SNAPSHOT_STALE_DAYS
-            {
-                warnings.push(format!(
-                    "release data: the bundled snapshot ends on {last}, {} days before the \
-                     reference date {reference_date}; patches published since are unknown to \
-                     this run (run online or pass --release-data)",
-                    age.get_days()
-                ));
-            }
             sources.push(format!(
                 "release data: bundled standards/data/k8s-releases.json ({newest})"
             ));
             warnings.extend(parse_warnings);
-            Ok(data)
+            let coverage = Coverage::new(WHAT, data.newest_date(), FRESHER_RELEASES);
+            (Ok(data), coverage)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => (
+            Err(e.to_string()),
+            Coverage::new(WHAT, None, FRESHER_RELEASES),
+        ),
     }
 }
 
@@ -209,42 +278,55 @@ async fn load_releases(
     http: &reqwest::Client,
     warnings: &mut Vec<String>,
     sources: &mut Vec<String>,
-) -> Result<ReleaseData, String> {
+) -> (Result<ReleaseData, String>, Coverage) {
     if let Some(path) = &opts.release_file {
         sources.push(format!("release data: file {}", path.display()));
-        return from_file(path, ReleaseData::parse_json).map(|(data, parse_warnings)| {
+        let data = from_file(path, ReleaseData::parse_json).map(|(data, parse_warnings)| {
             warnings.extend(parse_warnings);
             data
         });
+        let until = data.as_ref().ok().and_then(ReleaseData::newest_date);
+        let what = format!("the release file {}", path.display());
+        return (data, Coverage::new(what, until, FRESHER_RELEASES));
     }
     if opts.offline {
-        return bundled_releases(reference_date, warnings, sources);
+        return bundled_releases(warnings, sources);
     }
-    match fetch_releases(http, &opts.release_url, reference_date).await {
+    let coverage = Coverage::new(
+        format!("the release list of {}", opts.release_url),
+        Some(today()),
+        FRESHER_RELEASES,
+    );
+    let data = match fetch_releases(http, &opts.release_url, reference_date).await {
         Ok((data, fetch_warnings)) if !data.releases.is_empty() => {
             sources.push(format!("release data: {}", opts.release_url));
             warnings.extend(fetch_warnings);
             Ok(data)
         }
-        Ok(_) => {
-            warnings.push(format!(
-                "release data: {} listed no final releases; using the bundled snapshot",
-                opts.release_url
-            ));
-            bundled_releases(reference_date, warnings, sources)
-        }
-        Err(e) => {
-            warnings.push(format!("release data: {e}; using the bundled snapshot"));
-            bundled_releases(reference_date, warnings, sources)
-        }
-    }
+        Ok(_) => Err(fetch_failed(
+            "release data",
+            format!("{} listed no final releases", opts.release_url),
+            "--release-data",
+        )),
+        Err(e) => Err(fetch_failed("release data", e, "--release-data")),
+    };
+    (data, coverage)
+}
+
+/// Coverage of CVE records from a file or the bundled set: up to the newest record date.
+fn record_coverage(what: String, cves: &Result<Vec<Cve>, String>) -> Coverage {
+    let until = cves
+        .as_ref()
+        .ok()
+        .and_then(|list| list.iter().filter_map(|c| c.updated).max());
+    Coverage::new(what, until, FRESHER_CVES)
 }
 
 fn bundled_cve_data(
     warnings: &mut Vec<String>,
     sources: &mut Vec<String>,
-) -> Result<Vec<Cve>, String> {
-    match bundled_cves() {
+) -> (Result<Vec<Cve>, String>, Coverage) {
+    let cves = match bundled_cves() {
         Ok((cves, parse_warnings)) => {
             sources.push(format!(
                 "CVE data: bundled standards/data/k8s-cves.json ({} records)",
@@ -254,7 +336,12 @@ fn bundled_cve_data(
             Ok(cves)
         }
         Err(e) => Err(e.to_string()),
-    }
+    };
+    let coverage = record_coverage(
+        "the bundled CVE data standards/data/k8s-cves.json".into(),
+        &cves,
+    );
+    (cves, coverage)
 }
 
 async fn load_cves(
@@ -262,39 +349,55 @@ async fn load_cves(
     http: &reqwest::Client,
     warnings: &mut Vec<String>,
     sources: &mut Vec<String>,
-) -> Result<Vec<Cve>, String> {
+) -> (Result<Vec<Cve>, String>, Coverage) {
     if let Some(path) = &opts.cve_file {
         sources.push(format!("CVE data: file {}", path.display()));
-        return from_file(path, parse_cve_records).map(|(cves, parse_warnings)| {
+        let cves = from_file(path, parse_cve_records).map(|(cves, parse_warnings)| {
             warnings.extend(parse_warnings);
             cves
         });
+        let coverage = record_coverage(format!("the CVE file {}", path.display()), &cves);
+        return (cves, coverage);
     }
     if opts.offline {
         return bundled_cve_data(warnings, sources);
     }
+    let mut coverage = Coverage::new(
+        format!(
+            "the CVE feed {} with records from {}",
+            opts.cve_feed_url, opts.cve_record_url
+        ),
+        Some(today()),
+        FRESHER_CVES,
+    );
     let ids = match fetch_cve_ids(http, &opts.cve_feed_url).await {
         Ok(ids) if !ids.is_empty() => ids,
         Ok(_) => {
-            warnings.push(format!(
-                "CVE data: {} lists no CVE ids; using the bundled records",
-                opts.cve_feed_url
-            ));
-            return bundled_cve_data(warnings, sources);
+            let e = format!("{} lists no CVE ids", opts.cve_feed_url);
+            return (Err(fetch_failed("CVE data", e, "--cve-data")), coverage);
         }
-        Err(e) => {
-            warnings.push(format!("CVE data: {e}; using the bundled records"));
-            return bundled_cve_data(warnings, sources);
-        }
+        Err(e) => return (Err(fetch_failed("CVE data", e, "--cve-data")), coverage),
     };
     let (cves, fetch_warnings, failed) = fetch_cve_records(http, &opts.cve_record_url, &ids).await;
     if failed > 0 && failed == ids.len() {
-        warnings.extend(fetch_warnings.into_iter().take(3));
-        warnings.push(format!(
-            "CVE data: none of the {failed} CVE records could be fetched from {}; using the bundled records",
+        let first = fetch_warnings.first().cloned().unwrap_or_default();
+        let e = format!(
+            "none of the {failed} CVE records could be fetched from {} ({first})",
             opts.cve_record_url
+        );
+        return (Err(fetch_failed("CVE data", e, "--cve-data")), coverage);
+    }
+    if failed > 0 {
+        let missing: Vec<&str> = fetch_warnings
+            .iter()
+            .filter_map(|w| w.strip_prefix("CVE data: cannot fetch "))
+            .filter_map(|w| w.split(':').next())
+            .collect();
+        coverage.gaps = Some(format!(
+            "{failed} of {} records could not be fetched: {}",
+            ids.len(),
+            missing.join(", ")
         ));
-        return bundled_cve_data(warnings, sources);
     }
     warnings.extend(fetch_warnings);
     sources.push(format!(
@@ -309,7 +412,7 @@ async fn load_cves(
             String::new()
         }
     ));
-    Ok(cves)
+    (Ok(cves), coverage)
 }
 
 /// `text` with runs of whitespace (newlines included) folded into single spaces.
@@ -418,31 +521,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn server_errors_fall_back_to_bundled_data_with_a_warning() {
+    async fn failed_fetches_make_the_data_unavailable_instead_of_falling_back() {
         let (base, _) = serve(|_| (500, "oops".into())).await;
         let data = load(&online(&base), date("2026-04-18"), &client()).await;
-        let releases = data.releases.expect("bundled releases");
-        assert_eq!(releases, ReleaseData::bundled().unwrap().0);
-        assert_eq!(data.cves.expect("bundled CVEs").len(), 4);
-        let release_warning = data
-            .warnings
-            .iter()
-            .find(|w| w.starts_with("release data:"))
-            .expect("a release warning");
-        assert!(release_warning.contains(&format!("GET {base}/releases?per_page=100&page=1")));
-        assert!(release_warning.contains("500"));
-        assert!(release_warning.contains("using the bundled snapshot"));
+        let release_error = data.releases.expect_err("no fallback to the snapshot");
         assert!(
-            data.warnings
-                .iter()
-                .any(|w| w.contains("feed.json") && w.contains("500"))
+            release_error.starts_with(&format!(
+                "release data could not be fetched: GET {base}/releases?per_page=100&page=1: \
+                 HTTP status 500"
+            )),
+            "{release_error}"
+        );
+        assert!(
+            release_error.ends_with(
+                "; pass --release-data FILE, or --offline to judge by the bundled snapshot"
+            ),
+            "{release_error}"
+        );
+        let cve_error = data.cves.expect_err("no fallback to the bundled records");
+        assert!(
+            cve_error.contains("feed.json") && cve_error.contains("500"),
+            "{cve_error}"
         );
         assert!(
             data.sources
                 .iter()
-                .any(|s| s.contains("bundled standards/data/k8s-releases.json"))
+                .all(|s| !s.contains("bundled standards/data/k8s-releases")),
+            "{:?}",
+            data.sources
         );
-        assert!(data.warnings.iter().all(|w| !w.contains('\n')));
+        assert!(!release_error.contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn rate_limits_and_objects_instead_of_lists_are_named() {
+        let (base, _) = serve(|path| {
+            if path.starts_with("/releases") {
+                (403, r#"{"message":"API rate limit exceeded"}"#.into())
+            } else {
+                (200, r#"{"message":"not a list"}"#.into())
+            }
+        })
+        .await;
+        let data = load(&online(&base), date("2026-04-18"), &client()).await;
+        let e = data.releases.unwrap_err();
+        assert!(e.contains("403") && e.contains("set GITHUB_TOKEN"), "{e}");
+        let opts = DataOptions {
+            release_url: format!("{base}/list"),
+            ..online(&base)
+        };
+        let data = load(&opts, date("2026-04-18"), &client()).await;
+        let e = data.releases.unwrap_err();
+        assert!(e.contains("not a JSON array of releases"), "{e}");
     }
 
     #[tokio::test]
@@ -483,11 +613,15 @@ mod tests {
         let (cves, warnings) = {
             let mut warnings = Vec::new();
             let mut sources = Vec::new();
-            let cves = load_cves(&opts, &http, &mut warnings, &mut sources)
-                .await
-                .unwrap();
+            let (cves, coverage) = load_cves(&opts, &http, &mut warnings, &mut sources).await;
             assert!(sources[0].contains("3 CVE ids") && sources[0].contains("1 not fetched"));
-            (cves, warnings)
+            // A record that could not be fetched leaves a gap: nothing can be ruled out.
+            assert_eq!(
+                coverage.gaps.as_deref(),
+                Some("1 of 3 records could not be fetched: CVE-2099-0102")
+            );
+            assert!(!coverage.covers(date("2000-01-01")));
+            (cves.unwrap(), warnings)
         };
         assert_eq!(cves.len(), 1);
         assert_eq!(cves[0].id, "CVE-2099-0100");
@@ -535,6 +669,15 @@ mod tests {
         .await;
         assert!(bundled.eol.is_ok() && bundled.releases.is_ok() && bundled.cves.is_ok());
         assert!(bundled.warnings.is_empty(), "{:?}", bundled.warnings);
+        // The snapshot covers up to its newest release, the records up to the newest one.
+        assert_eq!(bundled.release_coverage.until, Some(date("2026-04-15")));
+        assert_eq!(bundled.cve_coverage.until, Some(date("2024-11-22")));
+        assert_eq!(
+            bundled.release_coverage.shortfall(date("2026-10-17")),
+            "the bundled snapshot standards/data/k8s-releases.json ends on 2026-04-15, before \
+             2026-10-17; to decide, run online (set GITHUB_TOKEN against GitHub's rate limit) \
+             or pass a current --release-data file"
+        );
         assert_eq!(bundled.sources.len(), 3);
     }
 }

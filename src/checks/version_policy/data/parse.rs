@@ -265,6 +265,8 @@ pub struct Cve {
     /// Highest base score over all CVSS versions and containers of the record.
     pub score: Option<f64>,
     pub affected: Vec<AffectedRange>,
+    /// The record's last update (`cveMetadata.dateUpdated`, else `datePublished`), UTC day.
+    pub updated: Option<Date>,
 }
 
 impl Cve {
@@ -339,11 +341,18 @@ impl Cve {
             })
             .filter(|s| s.is_finite())
             .reduce(f64::max);
+        let updated = ["/cveMetadata/dateUpdated", "/cveMetadata/datePublished"]
+            .iter()
+            .filter_map(|p| record.pointer(p)?.as_str())
+            .filter_map(|raw| parse_timestamp(raw).ok())
+            .map(|ts| ts.to_zoned(TimeZone::UTC).date())
+            .max();
         Ok((
             Some(Cve {
                 id,
                 score,
                 affected,
+                updated,
             }),
             warnings,
         ))
