@@ -393,7 +393,7 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         results,
     };
     write_report(&report, &plan.output_dir, plan.sonobuoy_dir.as_deref());
-    let code = exit_code(report.results.iter().map(|r| r.verdict));
+    let mut code = exit_code(report.results.iter().map(|r| r.verdict));
     if let Some(name) = &args.in_cluster.results_configmap {
         let verdicts: String = report
             .results
@@ -412,7 +412,11 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         .await
         {
             Ok(line) => console::note(&line),
-            Err(e) => console::error(&format!("cannot store the results: {e}")),
+            Err(e) => {
+                // Lost results are never silent: the run fails, and says why.
+                console::error(&format!("cannot store the results: {e}"));
+                code = EXIT_ABORT;
+            }
         }
     }
     console::note(&format!(
@@ -544,7 +548,7 @@ impl Shared {
             log: log.clone(),
         };
         log.info(format!("started ({})", def.summary));
-        let deadline = def.deadline(&self.options, self.timeout);
+        let deadline = def.deadline(&self.options.e2e, self.timeout);
         let last_step = || {
             log.last()
                 .map(|l| format!("; last step: {l}"))

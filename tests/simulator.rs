@@ -526,6 +526,16 @@ async fn namespace_deletion_removes_contents() {
         .unwrap();
     let ns = nsapi.get("doomed").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    // Deleting it again while it terminates: 409, like the namespace registry.
+    let err = nsapi
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+    assert!(
+        err.to_string()
+            .contains("The system is ensuring all content is removed")
+    );
     let err = pods
         .create(&PostParams::default(), &pod("q", "nginx"))
         .await

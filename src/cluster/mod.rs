@@ -4,6 +4,7 @@
 //! watch-based waits (`wait`), pod state (`pods`), restricted pod templates (`workload`)
 //! and API error descriptions (`errors`). It knows no check and no orchestration.
 
+pub mod bundle;
 pub mod config;
 pub mod errors;
 pub mod jobs;
@@ -36,6 +37,10 @@ const NAMESPACE_GONE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long cleanup lets a provisioner delete a released volume (reclaim policy `Delete`)
 /// before it deletes the PersistentVolume object itself.
 const VOLUME_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest cleanup of one check takes: its namespaces, then its volumes.
+pub const CLEANUP_BOUND: Duration =
+    Duration::from_secs(NAMESPACE_GONE_TIMEOUT.as_secs() + VOLUME_GONE_TIMEOUT.as_secs());
 
 /// A cluster-scoped object the run is responsible for. Namespaced objects need no entry:
 /// they go with their scratch namespace.

@@ -76,12 +76,22 @@ pub fn register_focused(sim: &SimCluster, fixtures: &[(&str, &str)]) {
     });
 }
 
+/// Runs the conformance image from the fixture in `dir` (e.g. one a test generated),
+/// whatever `E2E_FOCUS` the pod sets, silent for `pause` after ginkgo's `Will run N of M
+/// specs` line: a long first spec (ginkgo's default reporter prints a spec only when it
+/// ends, so a real run is silent for minutes at a time).
+pub fn register_dir(sim: &SimCluster, dir: PathBuf, pause: std::time::Duration) {
+    sim.register_program(IMAGE, move |ctx| run(ctx, &|_| Some(dir.clone()), pause));
+}
+
 /// `select` maps the effective focus to a fixture directory (`None`: no spec matches).
 fn register_with(
     sim: &SimCluster,
     select: impl Fn(&str) -> Option<PathBuf> + Send + Sync + 'static,
 ) {
-    sim.register_program(IMAGE, move |ctx| run(ctx, &select));
+    sim.register_program(IMAGE, move |ctx| {
+        run(ctx, &select, std::time::Duration::ZERO)
+    });
 }
 
 fn container_env(ctx: &PodContext) -> Vec<(String, String)> {
@@ -190,7 +200,11 @@ fn all_passed(junit: &str) -> String {
         })
 }
 
-fn run(ctx: &PodContext, select: &dyn Fn(&str) -> Option<PathBuf>) -> ProgramResult {
+fn run(
+    ctx: &PodContext,
+    select: &dyn Fn(&str) -> Option<PathBuf>,
+    pause: std::time::Duration,
+) -> ProgramResult {
     let env = container_env(ctx);
     let get = |k: &str, default: &str| {
         env.iter()
@@ -253,6 +267,9 @@ fn run(ctx: &PodContext, select: &dyn Fn(&str) -> Option<PathBuf>) -> ProgramRes
         e2e_log.push('\n');
         std::fs::write(dir.join("e2e.log"), &e2e_log).expect("write e2e.log");
         print(&mut log, line);
+        if line.starts_with("Will run ") {
+            std::thread::sleep(pause);
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let Some(junit) = &outcome.junit else {

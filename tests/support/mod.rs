@@ -42,6 +42,7 @@ mod controllers;
 pub mod incluster;
 pub mod loadbalancer;
 mod network;
+pub mod proxy;
 mod resources;
 mod selectors;
 mod server;
@@ -268,6 +269,18 @@ impl SimCluster {
         let ca = ca_pem.unwrap_or(&self.shared.ca_pem);
         std::fs::write(&path, tls::kubeconfig_yaml(&self.url(), ca, token))
             .expect("write kubeconfig");
+        path
+    }
+
+    /// A kubeconfig for the default user that reaches the API server at `server` (e.g. a
+    /// proxy in front of the simulator).
+    pub fn write_kubeconfig_for(&self, name: &str, server: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(
+            &path,
+            tls::kubeconfig_yaml(server, &self.shared.ca_pem, &self.shared.spec.token),
+        )
+        .expect("write kubeconfig");
         path
     }
 

@@ -579,9 +579,9 @@ async fn resource_request(
                     .get("pods", &t.namespace, &t.name)
                     .is_some() =>
         {
-            Ok(super::incluster::follow_log(shared, &t.namespace, &t.name))
+            super::incluster::follow_log(shared, &t.namespace, &t.name, query)
         }
-        "get" if t.sub == "log" => pod_log(shared, &def, &t),
+        "get" if t.sub == "log" => pod_log(shared, &def, &t, query),
         "get" if t.sub == "proxy" => {
             super::network::pod_proxy(shared, &t.namespace, &t.name, &t.proxy_path, query).await
         }
@@ -663,6 +663,58 @@ fn check_namespace(
     Ok(())
 }
 
+/// `core.MaxSecretSize`: the most a ConfigMap's or Secret's data may hold.
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// The API server's size validation of ConfigMaps and Secrets (kubernetes
+/// `pkg/apis/core/validation`: `ValidateConfigMap` adds up the values of `data` and the
+/// decoded bytes of `binaryData`, `ValidateSecret` those of `data`, and over
+/// `core.MaxSecretSize` = 1 MiB the object is invalid: 422 with a `TooLong` cause for the
+/// whole object).
+fn validate_size(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    if !matches!(def.plural.as_str(), "configmaps" | "secrets") {
+        return Ok(());
+    }
+    let sum = |key: &str, decode: bool| -> usize {
+        obj.get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| {
+                let s = v.as_str().unwrap_or_default();
+                if decode {
+                    // base64: 3 bytes per 4 characters, less the padding.
+                    s.len() / 4 * 3 - s.chars().rev().take_while(|c| *c == '=').count()
+                } else {
+                    s.len()
+                }
+            })
+            .sum()
+    };
+    let secret = def.plural == "secrets";
+    let total = if secret {
+        sum("data", true)
+    } else {
+        sum("data", false) + sum("binaryData", true)
+    };
+    if total <= MAX_DATA_BYTES {
+        return Ok(());
+    }
+    let field = if secret { "data" } else { "[]" };
+    let mut e = ApiError::invalid(
+        &def.group,
+        &def.kind,
+        name_of(obj),
+        &format!("{field}: Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+    );
+    e.details["causes"] = json!([{
+        "reason": "FieldValueTooLong",
+        "message": format!("Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+        "field": field,
+    }]);
+    Err(e)
+}
+
 fn create(
     shared: &Arc<Shared>,
     def: &ResourceDef,
@@ -689,6 +741,7 @@ fn create(
     if def.namespaced {
         check_namespace(&store, def, &t.namespace, name_of(&obj))?;
     }
+    validate_size(def, &obj)?;
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("uid");
@@ -753,6 +806,7 @@ fn update(
         .cloned()
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &t.name))?;
     let obj = apply_subresource(def, t, &current, obj);
+    validate_size(def, &obj)?;
     let updated = store.update_opts(&def.plural, obj, true, dry)?;
     Ok(json_response(200, &updated))
 }
@@ -811,6 +865,7 @@ fn patch(
     }
     target_body_check(def, t, &mut merged)?;
     let obj = apply_subresource(def, t, &current, merged);
+    validate_size(def, &obj)?;
     let updated = store.update_opts(&def.plural, obj, true, dry)?;
     Ok(json_response(200, &updated))
 }
@@ -845,7 +900,20 @@ fn delete_object(
             return Err(ApiError::not_found("", "namespaces", &t.name));
         };
         if str_at(&ns, "status.phase") == "Terminating" {
-            return Ok(ns);
+            // The namespace registry (kubernetes pkg/registry/core/namespace/storage) answers
+            // a delete of a namespace whose finalizers still run with 409 Conflict.
+            let mut e = ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on namespaces \"{}\": The system is ensuring \
+                     all content is removed from this namespace.  Upon completion, this \
+                     namespace will automatically be purged by the system.",
+                    t.name
+                ),
+            );
+            e.details = json!({"name": t.name, "kind": "namespaces"});
+            return Err(e);
         }
         let wait = shared.spec.namespace_termination;
         let name = t.name.clone();
@@ -895,13 +963,20 @@ fn access_review(shared: &Shared, mut obj: Value) -> Value {
     obj
 }
 
-fn pod_log(shared: &Shared, def: &ResourceDef, t: &Target) -> Result<Response<Body>, ApiError> {
+fn pod_log(
+    shared: &Shared,
+    def: &ResourceDef,
+    t: &Target,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let options = super::incluster::LogOptions::parse(query)?;
     let store = shared.store.lock();
     let pod = store
         .get("pods", &t.namespace, &t.name)
         .ok_or_else(|| ApiError::not_found(&def.group, "pods", &t.name))?;
-    if let Some(log) = store.pod_log(&t.namespace, &t.name) {
-        return Ok(text_response(200, log.to_string()));
+    if store.pod_log(&t.namespace, &t.name).is_some() {
+        let lines = store.pod_log_lines(&t.namespace, &t.name);
+        return Ok(text_response(200, options.render(&lines)));
     }
     let statuses = pod
         .get("status")

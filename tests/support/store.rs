@@ -50,7 +50,7 @@ pub struct Store {
     history: VecDeque<Arc<StoreEvent>>,
     tx: broadcast::Sender<Arc<StoreEvent>>,
     resources: Arc<Vec<ResourceDef>>,
-    logs: HashMap<Key, String>,
+    logs: HashMap<Key, PodLog>,
     next_cluster_ip: u32,
 }
 
@@ -71,6 +71,13 @@ impl SharedStore {
     pub fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.lock())
     }
+}
+
+/// A pod's log and the time of each of its lines.
+#[derive(Debug, Default)]
+struct PodLog {
+    text: String,
+    stamps: Vec<jiff::Timestamp>,
 }
 
 /// Receives every later change of the store.
@@ -484,12 +491,43 @@ impl Store {
     pub fn pod_log(&self, namespace: &str, pod: &str) -> Option<&str> {
         self.logs
             .get(&(namespace.to_string(), pod.to_string()))
-            .map(String::as_str)
+            .map(|l| l.text.as_str())
     }
 
-    pub fn set_pod_log(&mut self, namespace: &str, pod: &str, log: impl Into<String>) {
+    /// The log's lines (each with its `\n`, except an unterminated last one), with the time
+    /// each was written, as the kubelet keeps them (CRI log lines carry their time).
+    pub fn pod_log_lines(&self, namespace: &str, pod: &str) -> Vec<(jiff::Timestamp, String)> {
         self.logs
-            .insert((namespace.to_string(), pod.to_string()), log.into());
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(|l| {
+                l.text
+                    .split_inclusive('\n')
+                    .zip(&l.stamps)
+                    .map(|(line, at)| (*at, line.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Replaces the pod's log. Lines that were there before keep their time; new lines get
+    /// the current time (never earlier than the line before).
+    pub fn set_pod_log(&mut self, namespace: &str, pod: &str, log: impl Into<String>) {
+        let text: String = log.into();
+        let entry = self
+            .logs
+            .entry((namespace.to_string(), pod.to_string()))
+            .or_default();
+        let same = entry
+            .text
+            .split_inclusive('\n')
+            .zip(text.split_inclusive('\n'))
+            .take_while(|(a, b)| a == b && a.ends_with('\n'))
+            .count();
+        entry.stamps.truncate(same);
+        let now = jiff::Timestamp::now().max(entry.stamps.last().copied().unwrap_or_default());
+        let lines = text.split_inclusive('\n').count();
+        entry.stamps.resize(lines, now);
+        entry.text = text;
     }
 
     /// Record a core/v1 Event about `involved` (any stored object).

@@ -202,9 +202,14 @@ async fn wait_bound(
                 .first()
                 .and_then(|p| p.status.as_ref()?.phase.clone())
                 .unwrap_or_else(|| "missing".into());
-            let events =
-                wait::recent_events(&cluster.client, namespace, CLAIM, cluster.request_timeout)
-                    .await;
+            let events = wait::recent_events(
+                &cluster.client,
+                namespace,
+                "PersistentVolumeClaim",
+                CLAIM,
+                cluster.request_timeout,
+            )
+            .await;
             let mut details: Vec<String> = events.iter().map(|e| format!("  {e}")).collect();
             details.insert(0, format!("claim {CLAIM}: {phase}"));
             if binding_mode(class) == "WaitForFirstConsumer" {

@@ -319,9 +319,14 @@ async fn wait_address(
     match wait::object(&services, name, deadline, |svc| svc.and_then(address_of)).await {
         Ok(address) => Ok((address, started.elapsed())),
         Err(timeout) => {
-            let events =
-                wait::recent_events(&cluster.client, namespace, name, cluster.request_timeout)
-                    .await;
+            let events = wait::recent_events(
+                &cluster.client,
+                namespace,
+                "Service",
+                name,
+                cluster.request_timeout,
+            )
+            .await;
             Err(Requirement::fail(
                 "address-assigned",
                 format!(
