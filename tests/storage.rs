@@ -392,9 +392,10 @@ fn unpullable_image_aborts() {
     assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
     let message = out.junit_message(&req("data-persistence"));
     assert!(
-        message.starts_with(
-            "the image of pod writer cannot be pulled (ImagePullBackOff: Back-off pulling image"
-        ),
+        message.starts_with(&format!(
+            "the image of pod writer cannot be pulled (ErrImagePull: rpc error: code = NotFound \
+             desc = failed to pull and unpack image \"{image}\""
+        )),
         "{message}"
     );
     assert!(

@@ -571,6 +571,76 @@ impl Store {
         let _ = self.create("events", ev);
     }
 
+    /// Record an Event the way an `events.k8s.io/v1` recorder (kube-scheduler, client-go
+    /// `tools/events`) writes it, as read through `core/v1`: `eventTime`, `action`,
+    /// `reportingController`/`reportingInstance`, and no `firstTimestamp`, `lastTimestamp`
+    /// or `count`. The same event again (same object, reason, message) within six minutes
+    /// becomes a `series` on the first one (`count`, `lastObservedTime`).
+    pub fn record_series_event(
+        &mut self,
+        involved: &Value,
+        event_type: &str,
+        reason: &str,
+        message: &str,
+        controller: &str,
+        action: &str,
+    ) {
+        let uid = str_at(involved, "metadata.uid").to_string();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let earlier = self
+            .iter("events")
+            .find(|e| {
+                str_at(e, "involvedObject.uid") == uid
+                    && str_at(e, "reason") == reason
+                    && str_at(e, "message") == message
+            })
+            .cloned();
+        if let Some(e) = earlier {
+            let count = e
+                .get("series")
+                .and_then(|s| s.get("count"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                + 1;
+            self.modify("events", namespace_of(&e), name_of(&e), |o| {
+                o["series"] = json!({"count": count, "lastObservedTime": now});
+            });
+            return;
+        }
+        let ns = match namespace_of(involved) {
+            "" => "default",
+            ns => ns,
+        }
+        .to_string();
+        let ev = json!({
+            "metadata": {
+                "name": format!("{}.{:016x}", name_of(involved), random_u64()),
+                "namespace": ns,
+            },
+            "involvedObject": {
+                "kind": str_at(involved, "kind"),
+                "apiVersion": str_at(involved, "apiVersion"),
+                "name": name_of(involved),
+                "namespace": namespace_of(involved),
+                "uid": uid,
+                "resourceVersion": str_at(involved, "metadata.resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "eventTime": now,
+            "action": action,
+            "reportingComponent": controller,
+            "reportingInstance": format!("{controller}-sim"),
+            "source": {},
+            "firstTimestamp": null,
+            "lastTimestamp": null,
+        });
+        let _ = self.create("events", ev);
+    }
+
     /// Events whose involvedObject has this uid.
     pub fn events_for(&self, uid: &str) -> Vec<Value> {
         self.iter("events")

@@ -196,6 +196,14 @@ async fn wait_bound(
     let name = class.name_any();
     let (pvc, volume_name) = match waited {
         Ok(found) => found,
+        Err(wait::Timeout {
+            refused: Some(e), ..
+        }) => {
+            return Err(Requirement::abort(
+                IDS[3],
+                format!("cannot watch claim {CLAIM}: {e}"),
+            ));
+        }
         Err(timeout) => {
             let phase = timeout
                 .last
