@@ -249,6 +249,9 @@ fn without_a_cloud_controller_the_service_stays_pending() {
         message.contains("no events about the Service (is a cloud controller"),
         "{message}"
     );
+    // The Deployment of the backend is named like the Service and has events of its own
+    // (the deployment controller's ScalingReplicaSet): they are not the Service's.
+    assert!(!message.contains("ScalingReplicaSet"), "{message}");
     assert_cleaned_up(&sim, &out, &[]);
 }
 

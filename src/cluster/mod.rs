@@ -15,7 +15,7 @@ pub mod wait;
 pub mod workload;
 
 use errors::{ApiError, call};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
@@ -316,7 +316,8 @@ impl Cluster {
         Ok(lines)
     }
 
-    /// Removes a PersistentVolume whose claim is gone. With reclaim policy `Delete` its
+    /// Removes a PersistentVolume whose claim is gone (one whose claim still exists is left
+    /// alone, with a warning). With reclaim policy `Delete` its
     /// provisioner deletes it (and the backing volume); this waits for that and deletes the
     /// object itself only when the provisioner does not. With `Retain` nothing would ever
     /// delete it: the object is deleted here, and the line says that the backing volume
@@ -332,6 +333,35 @@ impl Cluster {
             Err(e) => return format!("WARNING: {e}"),
         };
         let spec = pv.spec.clone().unwrap_or_default();
+        // A volume whose claim still exists is bound: deleting it would pull the storage
+        // from under the claim (and skip the provisioner's cleanup). Never.
+        if let Some(claim) = &spec.claim_ref
+            && let (Some(ns), Some(claim_name)) = (&claim.namespace, &claim.name)
+        {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+            match self
+                .call(
+                    &format!("read persistentvolumeclaim {ns}/{claim_name}"),
+                    claims.get_opt(claim_name),
+                )
+                .await
+            {
+                Ok(Some(pvc)) if claim.uid.is_none() || pvc.metadata.uid == claim.uid => {
+                    return format!(
+                        "WARNING: PersistentVolume {name} is still bound to claim \
+                         {ns}/{claim_name}; not deleted (a bound volume is never deleted): once \
+                         namespace {ns} is gone, run `scs-kaas-check delete`"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return format!(
+                        "WARNING: PersistentVolume {name} not deleted: cannot tell whether its \
+                         claim still exists ({e})"
+                    );
+                }
+            }
+        }
         let policy = spec
             .persistent_volume_reclaim_policy
             .clone()
@@ -381,8 +411,13 @@ impl Cluster {
         }
     }
 
+    /// Deletes namespace `name` and waits until it is gone. A namespace that is already
+    /// terminating answers the delete with 409 Conflict on a real API server (its
+    /// finalizers are still removing the content): that is "already going", and the wait
+    /// is the same.
     async fn delete_namespace(&self, name: &str) -> Option<String> {
         let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut already = false;
         match self
             .call(
                 &format!("delete namespace {name}"),
@@ -394,9 +429,13 @@ impl Cluster {
             Err(e) if e.is_not_found() => {
                 return Some(format!("namespace {name} was already gone"));
             }
+            Err(e) if e.code == Some(409) => already = true,
             Err(e) => return Some(format!("WARNING: {e}")),
         }
         match wait::until_deleted(&api, name, NAMESPACE_GONE_TIMEOUT).await {
+            Ok(()) if already => Some(format!(
+                "namespace {name} was already being deleted; it is gone now"
+            )),
             Ok(()) => Some(format!("deleted namespace {name}")),
             Err(e) => Some(format!(
                 "WARNING: namespace {name} is still terminating ({e}); the cluster will finish removing it"

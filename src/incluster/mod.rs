@@ -66,13 +66,17 @@ const RUNNER_GRACE: Duration = Duration::from_secs(300);
 /// deadline of another before its turn, so the bound is the sum over the selected checks
 /// (a run with its checks in parallel ends much earlier, and the outer process ends with
 /// it: it decides the end from the pod's status), plus [`RUNNER_GRACE`].
-pub fn outer_deadline(args: &RunConfig, selected: &[Testcase]) -> Duration {
+pub fn outer_deadline(
+    e2e: &crate::checks::upstream_e2e::Settings,
+    timeout: Duration,
+    selected: &[Testcase],
+) -> Duration {
     selected
         .iter()
         .map(|tc| {
             crate::checks::find(&tc.check)
-                .map(|def| def.deadline(&args.e2e, args.timeout))
-                .unwrap_or(args.timeout)
+                .map(|def| def.deadline(e2e, timeout))
+                .unwrap_or(timeout)
                 + cluster::CLEANUP_BOUND
         })
         .sum::<Duration>()
@@ -238,7 +242,7 @@ async fn drive(
             Ok(pod) => pod,
             Err(reason) => return Ended::Abort(reason),
         };
-    let deadline = outer_deadline(args, &plan.selected);
+    let deadline = outer_deadline(&args.e2e, args.timeout, &plan.selected);
     console::note(&format!(
         "pod {ns}/{pod} started; following its log (the run may take up to {}: the selected \
          checks' deadlines and cleanup)",
@@ -351,4 +355,47 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
         create(cluster, Api::<ConfigMap>::namespaced(c.clone(), &ns), data).await?;
     }
     create(cluster, Api::<Job>::namespaced(c, &ns), &o.job).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::upstream_e2e::Settings;
+
+    fn testcase(check: &str) -> Testcase {
+        Testcase {
+            id: check.into(),
+            standard: String::new(),
+            standard_name: String::new(),
+            level: crate::catalogue::Level::Mandatory,
+            check: check.into(),
+            description: String::new(),
+        }
+    }
+
+    /// The default scope holds the conformance run (3 h `--e2e-timeout` inside the pod): the
+    /// outer process must wait at least that long, not `--timeout` per round (25 min).
+    #[test]
+    fn the_outer_deadline_covers_the_checks_own_deadlines() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let selected: Vec<Testcase> = ["cncf-conformance", "version-policy", "network-policy"]
+            .into_iter()
+            .map(testcase)
+            .collect();
+        let e2e = Settings::default();
+        let deadline = outer_deadline(&e2e, minutes(20), &selected);
+        let inner = e2e.e2e_timeout + crate::checks::upstream_e2e::SETUP_GRACE + minutes(40);
+        assert!(deadline >= inner, "{deadline:?} < {inner:?}");
+        let longer = Settings {
+            e2e_timeout: minutes(600),
+            ..Settings::default()
+        };
+        assert!(outer_deadline(&longer, minutes(20), &selected) >= minutes(640));
+        // Without an upstream run, `--timeout` per check and its cleanup.
+        let quick = outer_deadline(&e2e, minutes(1), &selected[1..]);
+        assert_eq!(
+            quick,
+            minutes(2) + 2 * cluster::CLEANUP_BOUND + RUNNER_GRACE
+        );
+    }
 }

@@ -30,8 +30,12 @@
 //!   creating in a missing namespace gives 404.
 //! - Strategic merge patch and apply patch are treated as JSON merge patch; JSON patch
 //!   (RFC 6902) is supported; `dryRun=All` is honoured; `limit`/`continue` are ignored.
-//! - Deletion is immediate (no graceful termination, no finalizers) except for namespaces;
-//!   dependents are garbage-collected through `ownerReferences`.
+//! - Deletion is immediate (no graceful termination, no finalizers) except for namespaces,
+//!   which stay `Terminating` for `namespace_termination` (deleting one again meanwhile
+//!   answers 409 Conflict, like the namespace registry); dependents are garbage-collected
+//!   through `ownerReferences`.
+//! - ConfigMaps and Secrets over 1 MiB of data are refused with 422 (the API server's
+//!   `core.MaxSecretSize` validation).
 //! - Deployments own their pods directly (no ReplicaSets, no rolling updates on template
 //!   change); jobs run one pod at a time until `completions` succeed or `backoffLimit` fails.
 #![allow(dead_code)]
@@ -319,6 +323,25 @@ impl SimCluster {
             .lock()
             .get(resource, namespace, name)
             .cloned()
+    }
+
+    /// Starts deleting namespace `name` as an earlier `DELETE` would have (it is
+    /// `Terminating` at once, its finalizers still at work) and removes it with its content
+    /// `after` that long.
+    pub fn terminate_namespace(&self, name: &str, after: std::time::Duration) {
+        self.shared.store.with(|s| {
+            s.modify("namespaces", "", name, |o| {
+                util::obj_mut(o, "metadata")
+                    .insert("deletionTimestamp".into(), util::now_rfc3339().into());
+                util::obj_mut(o, "status").insert("phase".into(), "Terminating".into());
+            })
+        });
+        let store = self.shared.store.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            store.lock().purge_namespace(&name);
+        });
     }
 
     /// Events (core/v1) about the object with this name in this namespace.
