@@ -142,6 +142,7 @@ fn in_cluster_run_equals_local_run_and_cleans_up() {
             .any(|r| r.resource == "configmaps" && r.verb == "create"),
         "the in-cluster run did not store its results"
     );
+    assert!(support::incluster::assert_runner_granted(&sim) > 5);
     assert_nothing_left(&sim);
 }
 
@@ -564,6 +565,7 @@ fn in_cluster_results_over_one_mebibyte_come_back_complete() {
     assert_valid_junit(&out.out_dir.join("junit.xml"));
     let original = std::fs::read_to_string(fixture.path().join("junit_01.xml")).unwrap();
     assert!(out.file("cncf-k8s-conformance/junit_01.xml") == original);
+    assert!(support::incluster::assert_runner_granted(&sim) > 5);
     let status = scs(&["status", "-k", kubeconfig.to_str().unwrap()]);
     let line = status
         .stdout

@@ -348,3 +348,15 @@ fn bad_annotation_is_a_usage_error() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("expected KEY=VALUE"), "{}", out.stderr);
 }
+
+/// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
+/// for service accounts): the same verdicts, and no call of the checks is refused.
+#[test]
+fn in_cluster_the_rbac_table_grants_every_call() {
+    let sim = sim(Some(LbBehaviour::PacketForwarding));
+    support::incluster::register_suite_image(&sim, "ghcr.io/sovereigncloudstack/scs-kaas-check");
+    let out = run(&sim, &[SVC, IP], &["--in-cluster"]);
+    assert_eq!(out.verdict(SVC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert_eq!(out.verdict(IP).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+}

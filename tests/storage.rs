@@ -491,3 +491,15 @@ fn kept_volume_is_found_and_deleted_by_delete() {
     );
     assert_clean(&sim);
 }
+
+/// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
+/// for service accounts): the same verdict, and no call of the check is refused.
+#[test]
+fn in_cluster_the_rbac_table_grants_every_call() {
+    let sim = sim(vec![csi_default()], vec![ProvisionerSpec::csi(CINDER)]);
+    support::incluster::register_suite_image(&sim, "ghcr.io/sovereigncloudstack/scs-kaas-check");
+    let out = run(&sim, &["--in-cluster"]);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+    assert_clean(&sim);
+}

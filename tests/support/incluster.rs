@@ -456,3 +456,36 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
         log: text,
     }
 }
+
+/// The service account of in-cluster runners (`system:serviceaccount:<ns>:scs-kaas-check`).
+const RUNNER_ACCOUNT: &str = ":scs-kaas-check";
+
+/// Every request the in-cluster runner made with its service account was granted by its
+/// RBAC (the simulator authorizes service accounts like an API server): the ClusterRole
+/// `gen` prints covers every call, including calls whose refusal the code would survive.
+/// Returns how many requests the runner made.
+pub fn assert_runner_granted(sim: &SimCluster) -> usize {
+    let mine: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.user.starts_with("system:serviceaccount:") && r.user.ends_with(RUNNER_ACCOUNT)
+        })
+        .collect();
+    let refused: Vec<String> = mine
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| {
+            format!(
+                "{} {}?{} ({} {}/{})",
+                r.method, r.path, r.query, r.verb, r.resource, r.subresource
+            )
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the runner's RBAC does not grant:\n{}",
+        refused.join("\n")
+    );
+    mine.len()
+}

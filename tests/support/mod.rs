@@ -24,6 +24,8 @@
 //! - Only JSON bodies; protobuf/CBOR requests get 415 (kube-rs is fine; `kubectl create`
 //!   sends protobuf for built-in types and therefore fails). No server-side Table output.
 //! - Faults are checked before authentication; every request is recorded in the log.
+//! - Service accounts (the in-cluster runs) are authorized by RBAC like on a real server
+//!   (`rbac.rs`); the kubeconfig's user is an administrator, limited only by `deny`.
 //! - Forbidden messages follow the real server: on `create` the name is unknown to the
 //!   authorizer, so the message is `namespaces is forbidden: User "sim-user" cannot create ...`.
 //! - Creating in a Terminating namespace gives 403 Forbidden (like the real server);
@@ -47,6 +49,7 @@ pub mod incluster;
 pub mod loadbalancer;
 mod network;
 pub mod proxy;
+mod rbac;
 mod resources;
 mod selectors;
 mod server;

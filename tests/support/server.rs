@@ -359,7 +359,18 @@ pub(super) async fn handle(
             .ok_or_else(not_found_path),
         Route::ResourceList(g, v) => Ok(json_response(200, &resource_list(&shared, &g, &v))),
         Route::Resource(t) => {
-            resource_request(&shared, &method, *t, &query, watch, &content_type, &body).await
+            let user = record.user.clone();
+            resource_request(
+                &shared,
+                &method,
+                *t,
+                &query,
+                watch,
+                &content_type,
+                &body,
+                &user,
+            )
+            .await
         }
         Route::NotFound => Err(not_found_path()),
     };
@@ -458,7 +469,7 @@ fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
-fn forbidden(def: &ResourceDef, t: &Target, verb: &str) -> ApiError {
+fn forbidden(def: &ResourceDef, t: &Target, verb: &str, user: &str) -> ApiError {
     let res = if t.sub.is_empty() {
         def.plural.clone()
     } else {
@@ -479,7 +490,7 @@ fn forbidden(def: &ResourceDef, t: &Target, verb: &str) -> ApiError {
         &def.plural,
         &t.name,
         format!(
-            "{subject} is forbidden: User \"{USER}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}",
+            "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}",
             def.group
         ),
     )
@@ -523,6 +534,7 @@ fn selectors(query: &HashMap<String, String>) -> Result<(LabelSelector, FieldSel
     Ok((ls, fs))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource_request(
     shared: &Arc<Shared>,
     method: &Method,
@@ -531,6 +543,7 @@ async fn resource_request(
     watch: bool,
     content_type: &str,
     body: &[u8],
+    user: &str,
 ) -> Result<Response<Body>, ApiError> {
     let def = t.def.clone().ok_or_else(not_found_path)?;
     let verb = verb_for(method, &t, watch);
@@ -538,7 +551,20 @@ async fn resource_request(
         return Err(ApiError::method_not_allowed());
     }
     if shared.denied(verb, &def.plural, &t.sub) {
-        return Err(forbidden(&def, &t, verb));
+        return Err(forbidden(&def, &t, verb, USER));
+    }
+    let granted = super::rbac::allowed(
+        &shared.store.lock(),
+        user,
+        verb,
+        &def.group,
+        &def.plural,
+        &t.sub,
+        &t.namespace,
+        &t.name,
+    );
+    if !granted {
+        return Err(forbidden(&def, &t, verb, user));
     }
     let (ls, fs) = selectors(query)?;
     // dryRun comes as a query parameter, or in the DeleteOptions body for deletes.
@@ -594,6 +620,9 @@ async fn resource_request(
         }
         "create" => {
             let obj = parse_body(body)?;
+            if def.plural == "selfsubjectaccessreviews" {
+                return Ok(json_response(201, &access_review(shared, user, obj)));
+            }
             create(shared, &def, &t, obj, dry)
         }
         "update" => {
@@ -722,9 +751,6 @@ fn create(
     mut obj: Value,
     dry: bool,
 ) -> Result<Response<Body>, ApiError> {
-    if def.plural == "selfsubjectaccessreviews" {
-        return Ok(json_response(201, &access_review(shared, obj)));
-    }
     if !t.name.is_empty() {
         return Err(ApiError::method_not_allowed());
     }
@@ -939,17 +965,28 @@ fn delete_object(
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &t.name))
 }
 
-fn access_review(shared: &Shared, mut obj: Value) -> Value {
+fn access_review(shared: &Shared, user: &str, mut obj: Value) -> Value {
     let attrs = obj
         .get("spec")
         .and_then(|s| s.get("resourceAttributes"))
         .cloned();
     let allowed = match attrs {
-        Some(a) => !shared.denied(
-            str_at(&a, "verb"),
-            str_at(&a, "resource"),
-            str_at(&a, "subresource"),
-        ),
+        Some(a) => {
+            !shared.denied(
+                str_at(&a, "verb"),
+                str_at(&a, "resource"),
+                str_at(&a, "subresource"),
+            ) && super::rbac::allowed(
+                &shared.store.lock(),
+                user,
+                str_at(&a, "verb"),
+                str_at(&a, "group"),
+                str_at(&a, "resource"),
+                str_at(&a, "subresource"),
+                str_at(&a, "namespace"),
+                str_at(&a, "name"),
+            )
+        }
         None => true,
     };
     obj["kind"] = "SelfSubjectAccessReview".into();
