@@ -496,7 +496,12 @@ fn kept_volume_is_found_and_deleted_by_delete() {
 /// for service accounts): the same verdict, and no call of the check is refused.
 #[test]
 fn in_cluster_the_rbac_table_grants_every_call() {
-    let sim = sim(vec![csi_default()], vec![ProvisionerSpec::csi(CINDER)]);
+    // Namespaces take a moment to go: the cleanup watches them, and the volume.
+    let sim = sim_with(
+        vec![csi_default()],
+        vec![ProvisionerSpec::csi(CINDER)],
+        |spec| spec.namespace_termination = Duration::from_millis(500),
+    );
     support::incluster::register_suite_image(&sim, "ghcr.io/sovereigncloudstack/scs-kaas-check");
     let out = run(&sim, &["--in-cluster"]);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
