@@ -138,14 +138,7 @@ fn delete_by_run_id_touches_only_that_run() {
             ],
         );
     }
-    let kubeconfig = sim.kubeconfig_path();
-    let out = scs(&[
-        "delete",
-        "-k",
-        kubeconfig.to_str().unwrap(),
-        "--run-id",
-        "deadbeef",
-    ]);
+    let out = against(&sim, "delete", &["--run-id", "deadbeef"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(suite_objects(&sim, "namespaces"), ["skc-cafebabe-leak"]);
 }
@@ -203,14 +196,7 @@ fn a_terminating_namespace_is_waited_for_and_its_volume_deleted_only_once_releas
     let (ns, pv) = leak_bound_volume(&sim, "0d0e0f10");
     let started = std::time::Instant::now();
     sim.terminate_namespace(&ns, Duration::from_secs(3));
-    let kubeconfig = sim.kubeconfig_path();
-    let out = scs(&[
-        "delete",
-        "-k",
-        kubeconfig.to_str().unwrap(),
-        "--run-id",
-        "0d0e0f10",
-    ]);
+    let out = against(&sim, "delete", &["--run-id", "0d0e0f10"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("WARNING"), "{}", out.stderr);
     assert!(
@@ -250,14 +236,7 @@ fn a_bound_volume_is_never_deleted() {
         ..Default::default()
     });
     let (ns, pv) = leak_bound_volume(&sim, "0e0f1011");
-    let kubeconfig = sim.kubeconfig_path();
-    let out = scs(&[
-        "delete",
-        "-k",
-        kubeconfig.to_str().unwrap(),
-        "--run-id",
-        "0e0f1011",
-    ]);
+    let out = against(&sim, "delete", &["--run-id", "0e0f1011"]);
     assert!(
         out.stderr.contains(&format!(
             "WARNING: PersistentVolume {pv} is still bound to claim {ns}/data; not deleted"

@@ -39,7 +39,11 @@ fn run(sim: &SimCluster, extra: &[&str]) -> Output {
 }
 
 fn e2e(sim: &SimCluster, extra: &[&str]) -> Output {
-    let kubeconfig = sim.kubeconfig_path();
+    e2e_with(&sim.kubeconfig_path(), extra)
+}
+
+/// The `e2e` command with kubeconfig `kubeconfig`.
+fn e2e_with(kubeconfig: &std::path::Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "e2e",
         "-k",
@@ -391,17 +395,7 @@ fn a_log_stream_cut_by_an_idle_timeout_is_resumed() {
         Duration::from_secs(3),
     );
     let proxy = support::proxy::IdleProxy::start(&sim, Duration::from_secs(1));
-    let kubeconfig = proxy.kubeconfig(&sim);
-    let out = scs(&[
-        "e2e",
-        "-k",
-        kubeconfig.to_str().expect("utf-8 path"),
-        "--image",
-        IMAGE,
-        "--conformance-image",
-        "registry.k8s.io/conformance:v1.31.2",
-    ]);
-    out.assert_clean_exit();
+    let out = e2e_with(&proxy.kubeconfig(&sim), &[]);
     assert!(proxy.cuts() >= 1, "the proxy cut nothing:\n{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(

@@ -8,7 +8,8 @@ mod support;
 use serde_json::Value;
 use std::time::Duration;
 use support::binary::{
-    Output, assert_valid_junit, fixture, interrupted, run_against, scs, scs_with, suite_objects,
+    Output, against, assert_valid_junit, fixture, interrupted, run_against, scs, scs_with,
+    status_line, suite_objects,
 };
 use support::{ClusterSpec, SimCluster};
 
@@ -527,8 +528,7 @@ fn a_rate_limited_image_pull_is_waited_out() {
             .any(|m| m.contains("429 Too Many Requests")),
         "{pod_events:?}"
     );
-    let kubeconfig = sim.kubeconfig_path();
-    assert_eq!(scs(&["delete", "-k", kubeconfig.to_str().unwrap()]).code, 0);
+    assert_eq!(against(&sim, "delete", &[]).code, 0);
     assert_nothing_left(&sim);
 }
 
@@ -566,30 +566,15 @@ fn in_cluster_results_over_one_mebibyte_come_back_complete() {
     let original = std::fs::read_to_string(fixture.path().join("junit_01.xml")).unwrap();
     assert!(out.file("cncf-k8s-conformance/junit_01.xml") == original);
     assert!(support::incluster::assert_runner_granted(&sim) > 5);
-    let status = scs(&["status", "-k", kubeconfig.to_str().unwrap()]);
-    let line = status
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("0b1c2d3e"))
-        .unwrap_or_else(|| panic!("{}", status.stdout));
+    let line = status_line(&sim, "0b1c2d3e");
     assert!(line.contains("complete: 1 verdicts: 1 passed"), "{line}");
     // A part lost afterwards: status and retrieve say the results are incomplete.
     let ns = "skc-0b1c2d3e-runner";
     sim.with_store(|s| s.delete("configmaps", ns, "scs-kaas-check-results-part-1"))
         .expect("a part ConfigMap");
-    let status = scs(&["status", "-k", kubeconfig.to_str().unwrap()]);
-    assert!(
-        status.stdout.contains("INCOMPLETE: part 1 of"),
-        "{}",
-        status.stdout
-    );
-    let retrieved = scs(&[
-        "retrieve",
-        "-k",
-        kubeconfig.to_str().unwrap(),
-        "--run-id",
-        "0b1c2d3e",
-    ]);
+    let line = status_line(&sim, "0b1c2d3e");
+    assert!(line.contains("INCOMPLETE: part 1 of"), "{line}");
+    let retrieved = against(&sim, "retrieve", &["--run-id", "0b1c2d3e"]);
     assert_eq!(retrieved.code, 3, "{}", retrieved.stderr);
     assert!(
         retrieved.stderr.contains(
@@ -603,7 +588,7 @@ fn in_cluster_results_over_one_mebibyte_come_back_complete() {
         "{}",
         retrieved.stderr
     );
-    let deleted = scs(&["delete", "-k", kubeconfig.to_str().unwrap()]);
+    let deleted = against(&sim, "delete", &[]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     assert_nothing_left(&sim);
 }
@@ -643,12 +628,7 @@ fn results_that_cannot_be_stored_fail_loudly_and_retrieve_fetches_the_log() {
         message.contains("ERROR cannot store the results: store configmap scs-kaas-check-results-part-1: 403 Forbidden"),
         "{message}"
     );
-    let status = scs(&["status", "-k", k]);
-    let line = status
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("0c1d2e3f"))
-        .unwrap_or_else(|| panic!("{}", status.stdout));
+    let line = status_line(&sim, "0c1d2e3f");
     assert!(line.contains("Failed"), "{line}");
     assert!(
         line.contains("none: the run ended without storing results"),
@@ -673,6 +653,6 @@ fn results_that_cannot_be_stored_fail_loudly_and_retrieve_fetches_the_log() {
     let log = std::fs::read_to_string(dir.path().join("logs/in-cluster-runner.log"))
         .unwrap_or_else(|e| panic!("runner log not fetched: {e}\n{}", retrieved.stderr));
     assert!(log.contains("cannot store the results"), "{log}");
-    assert!(scs(&["delete", "-k", k]).code == 0);
+    assert_eq!(against(&sim, "delete", &[]).code, 0);
     assert_nothing_left(&sim);
 }

@@ -73,6 +73,32 @@ impl SharedStore {
     }
 }
 
+/// The parts of an Event every recorder writes: name, namespace, the involved object,
+/// type, reason and message.
+fn event_about(involved: &Value, event_type: &str, reason: &str, message: &str) -> Value {
+    let ns = match namespace_of(involved) {
+        "" => "default",
+        ns => ns,
+    };
+    json!({
+        "metadata": {
+            "name": format!("{}.{:016x}", name_of(involved), random_u64()),
+            "namespace": ns,
+        },
+        "involvedObject": {
+            "kind": str_at(involved, "kind"),
+            "apiVersion": str_at(involved, "apiVersion"),
+            "name": name_of(involved),
+            "namespace": namespace_of(involved),
+            "uid": str_at(involved, "metadata.uid"),
+            "resourceVersion": str_at(involved, "metadata.resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+    })
+}
+
 /// A pod's log and the time of each of its lines.
 #[derive(Debug, Default)]
 struct PodLog {
@@ -539,35 +565,18 @@ impl Store {
         message: &str,
         component: &str,
     ) {
-        let ns = match namespace_of(involved) {
-            "" => "default",
-            ns => ns,
-        }
-        .to_string();
         let now = now_rfc3339();
-        let ev = json!({
-            "metadata": {
-                "name": format!("{}.{:016x}", name_of(involved), random_u64()),
-                "namespace": ns,
-            },
-            "involvedObject": {
-                "kind": str_at(involved, "kind"),
-                "apiVersion": str_at(involved, "apiVersion"),
-                "name": name_of(involved),
-                "namespace": namespace_of(involved),
-                "uid": str_at(involved, "metadata.uid"),
-                "resourceVersion": str_at(involved, "metadata.resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "count": 1,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "source": {"component": component},
-            "reportingComponent": component,
-            "reportingInstance": "",
-        });
+        let mut ev = event_about(involved, event_type, reason, message);
+        for (k, v) in [
+            ("count", json!(1)),
+            ("firstTimestamp", json!(now)),
+            ("lastTimestamp", json!(now)),
+            ("source", json!({"component": component})),
+            ("reportingComponent", json!(component)),
+            ("reportingInstance", json!("")),
+        ] {
+            ev[k] = v;
+        }
         let _ = self.create("events", ev);
     }
 
@@ -609,35 +618,18 @@ impl Store {
             });
             return;
         }
-        let ns = match namespace_of(involved) {
-            "" => "default",
-            ns => ns,
+        let mut ev = event_about(involved, event_type, reason, message);
+        for (k, v) in [
+            ("eventTime", json!(now)),
+            ("action", json!(action)),
+            ("reportingComponent", json!(controller)),
+            ("reportingInstance", json!(format!("{controller}-sim"))),
+            ("source", json!({})),
+            ("firstTimestamp", Value::Null),
+            ("lastTimestamp", Value::Null),
+        ] {
+            ev[k] = v;
         }
-        .to_string();
-        let ev = json!({
-            "metadata": {
-                "name": format!("{}.{:016x}", name_of(involved), random_u64()),
-                "namespace": ns,
-            },
-            "involvedObject": {
-                "kind": str_at(involved, "kind"),
-                "apiVersion": str_at(involved, "apiVersion"),
-                "name": name_of(involved),
-                "namespace": namespace_of(involved),
-                "uid": uid,
-                "resourceVersion": str_at(involved, "metadata.resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "eventTime": now,
-            "action": action,
-            "reportingComponent": controller,
-            "reportingInstance": format!("{controller}-sim"),
-            "source": {},
-            "firstTimestamp": null,
-            "lastTimestamp": null,
-        });
         let _ = self.create("events", ev);
     }
 
