@@ -76,8 +76,8 @@ pub fn e2e_rules() -> Vec<PolicyRule> {
         ),
         rule(&[""], &["serviceaccounts"], &["create"]),
         rule(&["batch"], &["jobs"], &["create"]),
-        rule(&[""], &["pods", "configmaps"], &["get", "list", "watch"]),
-        rule(&[""], &["pods/log"], &["get"]),
+        rule(&[""], &["pods"], &["get", "list", "watch"]),
+        rule(&[""], &["configmaps", "pods/log"], &["get"]),
     ]
 }
 

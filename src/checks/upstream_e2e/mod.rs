@@ -42,7 +42,7 @@ use crate::cluster::{Cluster, ClusterObject, bundle, jobs, namespace_name, pods,
 use crate::outcome::{CheckOutcome, Requirement};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
+    EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
 use kube::api::Api;
@@ -68,8 +68,8 @@ pub const LOG_KEY: &str = "e2e.log";
 pub const DONE_KEY: &str = "done";
 /// Time the check gets beyond `--e2e-timeout` to set up and clean up.
 pub const SETUP_GRACE: Duration = Duration::from_secs(300);
-/// How long the results sidecar may take to store the results once the e2e container has
-/// terminated (it looks for `done` every 2 s, then writes a few ConfigMaps).
+/// How long the results sidecar may take to store the results and exit once the e2e
+/// container has terminated (it looks for `done` every 2 s, then writes a few ConfigMaps).
 const SIDECAR_GRACE: Duration = Duration::from_secs(120);
 
 /// Settings of the upstream e2e runs (durations are wall-clock limits).
@@ -538,16 +538,19 @@ async fn drive(
         }
     }
     // The e2e container has terminated (per the pod's status); the sidecar stores the
-    // results right after, writing the manifest last.
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
-    let _ = wait::object(&cms, RESULTS_CONFIGMAP, SIDECAR_GRACE, |cm| cm.map(|_| ())).await;
+    // results right after (the manifest last) and exits, which ends the pod.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+    let _ = wait::object(&pods, &pod, SIDECAR_GRACE, |p| {
+        p.is_none_or(|p| matches!(pods::phase(p).as_str(), "Succeeded" | "Failed"))
+            .then_some(())
+    })
+    .await;
     let why = match bundle::read(&c, cluster.request_timeout, &ns, RESULTS_CONFIGMAP).await {
         Ok(bundle::Found::Complete(b)) => return Ended::Results(b.files),
         Ok(bundle::Found::Incomplete { why, .. }) => format!("its results are incomplete: {why}"),
         Ok(bundle::Found::Nothing) => "it handed back no results".to_string(),
         Err(e) => e.to_string(),
     };
-    let pods: Api<Pod> = Api::namespaced(c, &ns);
     let state = match cluster.call("read the e2e pod", pods.get_opt(&pod)).await {
         Ok(Some(p)) => pods::describe(&p, &|_| String::new()),
         Ok(None) => format!("pod {pod} is gone"),
