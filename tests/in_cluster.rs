@@ -656,3 +656,42 @@ fn results_that_cannot_be_stored_fail_loudly_and_retrieve_fetches_the_log() {
     assert_eq!(against(&sim, "delete", &[]).code, 0);
     assert_nothing_left(&sim);
 }
+
+/// A large cluster's report (5000 nodes, each a row of node-distribution-check's evidence)
+/// is more than a ConfigMap holds: it comes back whole (issue 18's case).
+#[test]
+fn the_report_of_a_5000_node_cluster_comes_back_whole() {
+    let nodes = (0..5000)
+        .map(|i| {
+            support::NodeSpec::worker(&format!("worker-{i:04}.region-1.cloud.example"))
+                .zone(&format!("zone-{}", i % 3 + 1))
+                .region("region-1")
+                .host(&format!("hypervisor-{:03}", i / 20))
+        })
+        .chain((1..=3).map(|i| {
+            support::NodeSpec::control_plane(&format!("control-plane-{i}"))
+                .zone(&format!("zone-{i}"))
+                .region("region-1")
+                .host(&format!("cp-host-{i}"))
+        }))
+        .collect();
+    let sim = sim(ClusterSpec {
+        nodes,
+        ..Default::default()
+    });
+    let local = run(&sim, &["--check", "node-distribution-check"]);
+    let remote = run(
+        &sim,
+        &["--check", "node-distribution-check", "--in-cluster"],
+    );
+    let report = remote.report();
+    assert!(report.len() > 1024 * 1024, "{} bytes", report.len());
+    assert_eq!(remote.verdicts(), local.verdicts(), "{}", remote.stderr);
+    assert_eq!(
+        requirement_results(&report),
+        requirement_results(&local.report())
+    );
+    assert!(report.contains("worker-4999.region-1.cloud.example"));
+    assert!(support::incluster::assert_runner_granted(&sim) > 3);
+    assert_nothing_left(&sim);
+}
