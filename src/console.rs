@@ -114,8 +114,9 @@ pub fn critical(reason: &str) {
     emit(&terminal_line(&one_line("CRITICAL", "", reason)));
 }
 
-/// `PROBLEM: <line>`: something of the tool's own went wrong (reports not written, results
-/// not stored) without deciding any testcase; not counted by SCS's runner.
+/// `PROBLEM: <line>`: something of the tool's own went wrong (reports or a log not written)
+/// without deciding any testcase; not counted by SCS's runner. Results an in-cluster run
+/// cannot hand back are [`critical`]: the run cannot complete.
 pub fn problem(line: &str) {
     note(&format!("PROBLEM: {line}"));
 }

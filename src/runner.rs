@@ -662,7 +662,7 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         results,
     };
     write_report(&report, &plan.output_dir, plan.sonobuoy_dir.as_deref());
-    let code = exit_code(
+    let mut code = exit_code(
         report
             .results
             .iter()
@@ -699,7 +699,12 @@ async fn run_checks(mut plan: Plan, args: RunConfig) -> u8 {
         .await
         {
             Ok(line) => console::note(&line),
-            Err(e) => console::problem(&format!("cannot store the results: {e}")),
+            Err(e) => {
+                // Lost results are never silent: the run cannot complete (the outer
+                // process ABORTs every testcase), and says why.
+                console::critical(&format!("cannot store the results: {e}"));
+                code = EXIT_ABORT;
+            }
         }
     }
     console::note(&format!(
@@ -827,7 +832,7 @@ impl Shared {
             decisions: decisions.clone(),
         };
         log.info(format!("started ({})", def.summary));
-        let deadline = def.deadline(&self.options, self.timeout);
+        let deadline = def.deadline(&self.options.e2e, self.timeout);
         let last_step = || {
             log.last()
                 .map(|l| format!("; last step: {l}"))

@@ -173,6 +173,9 @@ fn the_in_cluster_runner_and_the_checks_it_runs_use_the_pull_secret() {
                 && r["verbs"] == serde_json::json!(["create"])),
         "{role}"
     );
+    // The simulator authorizes the runner's service account by that role: nothing the run
+    // inside did (the Secrets included) was refused.
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
 }
 
 #[test]

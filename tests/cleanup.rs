@@ -147,14 +147,115 @@ fn delete_by_run_id_touches_only_that_run() {
             ],
         );
     }
-    let kubeconfig = sim.kubeconfig_path();
-    let out = scs(&[
-        "delete",
-        "-k",
-        kubeconfig.to_str().unwrap(),
-        "--run-id",
-        "deadbeef",
-    ]);
+    let out = against(&sim, "delete", &["--run-id", "deadbeef"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(suite_objects(&sim, "namespaces"), ["skc-cafebabe-leak"]);
+}
+
+/// A leftover run namespace holding a claim bound to a PersistentVolume (reclaim policy
+/// Retain), as a storage check leaves them when it is killed.
+fn leak_bound_volume(sim: &SimCluster, run: &str) -> (String, String) {
+    let ns = format!("skc-{run}-default-storage-class");
+    leak_namespace(
+        sim,
+        &ns,
+        &[
+            ("app.kubernetes.io/managed-by", "scs-kaas-check"),
+            ("scs-kaas-check/run-id", run),
+        ],
+    );
+    let pv = format!("pvc-{run}");
+    sim.with_store(|s| {
+        let claim = s
+            .create(
+                "persistentvolumeclaims",
+                serde_json::json!({
+                    "metadata": {"name": "data", "namespace": ns},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": pv,
+                             "resources": {"requests": {"storage": "1Gi"}}},
+                    "status": {"phase": "Bound"},
+                }),
+            )
+            .expect("claim");
+        s.create(
+            "persistentvolumes",
+            serde_json::json!({
+                "metadata": {"name": pv},
+                "spec": {
+                    "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "csi": {"driver": "cinder.csi.openstack.org", "volumeHandle": "vol-1"},
+                    "claimRef": {"kind": "PersistentVolumeClaim", "namespace": ns, "name": "data",
+                                 "uid": claim["metadata"]["uid"]},
+                },
+                "status": {"phase": "Bound"},
+            }),
+        )
+        .expect("volume");
+    });
+    (ns, pv)
+}
+
+/// `delete` meets a run namespace that is already terminating: the API server answers
+/// 409; that is "already going", so `delete` waits for it and removes the volume only once
+/// its claim is gone.
+#[test]
+fn a_terminating_namespace_is_waited_for_and_its_volume_deleted_only_once_released() {
+    let sim = SimCluster::start(ClusterSpec::default());
+    let (ns, pv) = leak_bound_volume(&sim, "0d0e0f10");
+    let started = std::time::Instant::now();
+    sim.terminate_namespace(&ns, Duration::from_secs(3));
+    let out = against(&sim, "delete", &["--run-id", "0d0e0f10"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("WARNING") && !out.stderr.contains("CAUTION"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "namespace {ns} was already being deleted; it is gone now"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "deleted PersistentVolume {pv} (reclaim policy Retain"
+        )),
+        "{}",
+        out.stderr
+    );
+    let deleted_at = sim
+        .requests()
+        .iter()
+        .find(|r| r.resource == "persistentvolumes" && r.verb == "delete")
+        .map(|r| r.at)
+        .expect("the volume was deleted");
+    assert!(
+        deleted_at.duration_since(started) >= Duration::from_secs(3),
+        "the volume was deleted while its claim was bound"
+    );
+    assert!(sim.objects("persistentvolumes").is_empty());
+    assert!(suite_objects(&sim, "namespaces").is_empty());
+}
+
+/// A volume whose claim still exists (here its namespace cannot be deleted) is never
+/// deleted; `delete` says so.
+#[test]
+fn a_bound_volume_is_never_deleted() {
+    let sim = SimCluster::start(ClusterSpec {
+        deny: vec![("delete".into(), "namespaces".into())],
+        ..Default::default()
+    });
+    let (ns, pv) = leak_bound_volume(&sim, "0e0f1011");
+    let out = against(&sim, "delete", &["--run-id", "0e0f1011"]);
+    assert!(
+        out.stderr.contains(&format!(
+            "CAUTION: PersistentVolume {pv} is still bound to claim {ns}/data; not deleted"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(sim.object("persistentvolumes", "", &pv).is_some());
 }

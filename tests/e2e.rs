@@ -46,7 +46,11 @@ fn run_args<'a>(kubeconfig: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn e2e(sim: &SimCluster, extra: &[&str]) -> Output {
-    let kubeconfig = sim.kubeconfig_path();
+    e2e_with(&sim.kubeconfig_path(), extra)
+}
+
+/// The `e2e` command with kubeconfig `kubeconfig`.
+fn e2e_with(kubeconfig: &std::path::Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "e2e",
         "-k",
@@ -403,4 +407,111 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     assert_valid_junit(&out.out_dir.join("junit.xml"));
     assert_nothing_left(&sim);
     assert!(sim.objects("pods").is_empty(), "pods left");
+}
+
+/// A conformance `junit_01.xml` of real size (6600 testcases, over 2 MB: more than a
+/// ConfigMap holds; the simulator answers 422 above 1 MiB like the API server) comes back
+/// whole, and the verdict is taken from all of its testcases.
+#[test]
+fn a_junit_of_realistic_size_is_handed_back_whole() {
+    let fixture = tempfile::tempdir().expect("temp dir");
+    let size = support::conformance::realistic_fixture(fixture.path(), 400, 6600);
+    assert!(size > 2_000_000, "{size}");
+    let sim = SimCluster::start(ClusterSpec::default());
+    support::incluster::register_suite_image(&sim, IMAGE);
+    support::conformance::register_dir(&sim, fixture.path().to_path_buf(), Duration::ZERO);
+    let out = e2e(&sim, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(
+        out.junit_out(&format!("{TC}/e2e")).contains(
+            "6600 specs: 400 passed, 0 failed, 0 accepted failures (ok-to-fail), 6200 skipped"
+        ),
+        "{}",
+        out.junit_out(&format!("{TC}/e2e"))
+    );
+    let original = std::fs::read_to_string(fixture.path().join("junit_01.xml")).unwrap();
+    assert!(
+        out.file(&format!("{TC}/junit_01.xml")) == original,
+        "junit_01.xml did not come back byte for byte"
+    );
+    assert_eq!(upstream_suite(&out, TC).matches("<testcase ").count(), 6600);
+    // Every ConfigMap the sidecar wrote was accepted, none over the limit.
+    let stored: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource == "configmaps" && r.verb == "create" && r.namespace.ends_with("-e2e")
+        })
+        .collect();
+    assert!(stored.len() >= 2, "{stored:?}");
+    assert!(stored.iter().all(|r| r.status == 201), "{stored:?}");
+    assert_nothing_left(&sim);
+}
+
+/// A load balancer in front of the API server closes connections idle for a while (here
+/// 1 s; Octavia's default is 50 s) while a long spec runs silently (3 s): following the e2e
+/// container's log resumes, every progress line is seen once, and the run ends by the
+/// pod's status.
+#[test]
+fn a_log_stream_cut_by_an_idle_timeout_is_resumed() {
+    let sim = SimCluster::start(ClusterSpec::default());
+    support::incluster::register_suite_image(&sim, IMAGE);
+    support::conformance::register_dir(
+        &sim,
+        support::conformance::fixture_dir("pass"),
+        Duration::from_secs(3),
+    );
+    let proxy = support::idle_proxy::IdleProxy::start(&sim, Duration::from_secs(1));
+    let out = e2e_with(&proxy.kubeconfig(&sim), &[]);
+    assert!(proxy.cuts() >= 1, "the proxy cut nothing:\n{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("following resumes from the last line seen"),
+        "{}",
+        out.stderr
+    );
+    for progress in [
+        "1/3 specs done",
+        "2/3 specs done",
+        "3/3 specs done, 0 failed so far",
+    ] {
+        assert_eq!(
+            out.stderr.matches(&format!("[e2e] {progress}")).count(),
+            1,
+            "{progress}:\n{}",
+            out.stderr
+        );
+    }
+    assert_nothing_left(&sim);
+}
+
+/// The sidecar cannot store the results (creating ConfigMaps is refused): it says why in a
+/// `CRITICAL:` line and exits 3, and the testcase ABORTs quoting that line, never passes.
+#[test]
+fn results_the_sidecar_cannot_store_abort_with_its_reason() {
+    let sim = SimCluster::start(ClusterSpec {
+        deny: vec![("create".into(), "configmaps".into())],
+        ..Default::default()
+    });
+    support::incluster::register_suite_image(&sim, IMAGE);
+    support::conformance::register(&sim, "pass");
+    let out = e2e(&sim, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"), "{}", out.stderr);
+    let msg = out.junit_message(&format!("{TC}/e2e"));
+    assert!(
+        msg.contains("the e2e run ended, but it handed back no results"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "the results sidecar said: CRITICAL: cannot store the e2e results: store configmap \
+             scs-kaas-check-e2e-results-part-1: 403 Forbidden"
+        ),
+        "{msg}"
+    );
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    assert_nothing_left(&sim);
 }

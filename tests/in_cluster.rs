@@ -8,7 +8,8 @@ mod support;
 use serde_json::Value;
 use std::time::Duration;
 use support::binary::{
-    Output, assert_valid_junit, fixture, interrupted, run_against, scs, scs_with, suite_objects,
+    Output, against, assert_valid_junit, fixture, interrupted, run_against, scs, scs_with,
+    status_line, suite_objects,
 };
 use support::{ClusterSpec, SimCluster};
 
@@ -152,6 +153,7 @@ fn in_cluster_run_equals_local_run_and_cleans_up() {
             .any(|r| r.resource == "configmaps" && r.verb == "create"),
         "the in-cluster run did not store its results"
     );
+    assert!(support::incluster::assert_runner_granted(&sim) > 5);
     assert_nothing_left(&sim);
 }
 
@@ -440,4 +442,300 @@ fn image_registry_rewrites_default_images_in_the_job() {
         "mirror.example.com/scs/library/busybox:1.37.0"
     );
     assert_eq!(after("--agnhost-image"), "own.example/agnhost:1");
+}
+
+/// `run --in-cluster` with `--kubeconfig` `kubeconfig` and `args` (offline).
+fn run_with(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "run",
+        "-k",
+        kubeconfig.to_str().expect("utf-8 path"),
+        "--offline",
+        "--in-cluster",
+    ];
+    all.extend_from_slice(args);
+    let out = scs(&all);
+    out.assert_clean_exit();
+    out
+}
+
+/// A load balancer in front of the API server cuts the followed log of the runner while
+/// the run inside is silent (its pods take 2.5 s to start; the proxy closes connections
+/// idle for 1 s): the outer process resumes following, shows every line once, and learns
+/// the end of the run from the pod's status.
+#[test]
+fn a_cut_log_stream_is_resumed_and_every_line_shown_once() {
+    let sim = sim(ClusterSpec {
+        pod_start_delay: Duration::from_millis(2500),
+        ..Default::default()
+    });
+    let proxy = support::idle_proxy::IdleProxy::start(&sim, Duration::from_secs(1));
+    let out = run_with(
+        &proxy.kubeconfig(&sim),
+        &[
+            "--check",
+            "node-anti-affinity-check",
+            "--pod-start-timeout",
+            "30s",
+        ],
+    );
+    assert!(proxy.cuts() >= 1, "the proxy cut nothing:\n{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.verdict("node-anti-affinity-check").as_deref(),
+        Some("PASS")
+    );
+    assert!(
+        out.stderr
+            .contains("following resumes from the last line seen"),
+        "{}",
+        out.stderr
+    );
+    // Lines written after the cut arrive, each once.
+    for line in [
+        "[in-cluster] [node-anti-affinity-check] started",
+        "[in-cluster] node-anti-affinity-check: PASS",
+    ] {
+        assert_eq!(
+            out.stderr.matches(line).count(),
+            1,
+            "{line}:\n{}",
+            out.stderr
+        );
+    }
+    let runner_log = out.file("logs/in-cluster-runner.log");
+    assert!(
+        runner_log.contains("node-anti-affinity-check: PASS"),
+        "{runner_log}"
+    );
+    // The check's rights (its Deployment created and watched for `ReplicaFailure`) cover
+    // every call it made.
+    assert!(support::incluster::assert_runner_granted(&sim) > 5);
+    assert_nothing_left(&sim);
+}
+
+/// The kubelet retries a pull that a registry answered with 429 (ErrImagePull, then
+/// ImagePullBackOff): the run waits and goes on once the image is pulled.
+#[test]
+fn a_rate_limited_image_pull_is_waited_out() {
+    let image = format!("{IMAGE}:rate-limited");
+    let sim = sim(ClusterSpec {
+        flaky_images: vec![(image.clone(), 2)],
+        ..Default::default()
+    });
+    let out = run(&sim, &["--in-cluster", "--image", &image, "--keep"]);
+    assert_eq!(out.verdicts().len(), 2, "{}", out.stderr);
+    assert!(
+        !out.verdicts().values().any(|v| v == "ABORT"),
+        "{}",
+        out.stderr
+    );
+    let pod_events: Vec<String> = sim
+        .objects("events")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        pod_events
+            .iter()
+            .any(|m| m.contains("429 Too Many Requests")),
+        "{pod_events:?}"
+    );
+    assert_eq!(against(&sim, "delete", &[]).code, 0);
+    assert_nothing_left(&sim);
+}
+
+/// The in-cluster run's results exceed a ConfigMap's 1 MiB (the simulator answers 422 like
+/// the API server): the conformance run's 6600-testcase JUnit inside them comes back
+/// whole, and `status` says the results are complete.
+#[test]
+fn in_cluster_results_over_one_mebibyte_come_back_complete() {
+    let fixture = tempfile::tempdir().expect("temp dir");
+    support::conformance::realistic_fixture(fixture.path(), 400, 6600);
+    let sim = sim(ClusterSpec::default());
+    support::conformance::register_dir(&sim, fixture.path().to_path_buf(), Duration::ZERO);
+    let kubeconfig = sim.kubeconfig_path();
+    let out = run_with(
+        &kubeconfig,
+        &[
+            "--check",
+            "cncf-k8s-conformance",
+            "--image",
+            IMAGE,
+            "--conformance-image",
+            "registry.k8s.io/conformance:v1.31.2",
+            "--keep",
+            "--run-id",
+            "0b1c2d3e",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.verdict("cncf-k8s-conformance").as_deref(), Some("PASS"));
+    let junit = out.junit();
+    assert!(junit.len() > 1024 * 1024, "{}", junit.len());
+    // Our requirement and the 6600 upstream testcases.
+    assert_eq!(junit.matches("<testcase ").count(), 1 + 6600);
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    let original = std::fs::read_to_string(fixture.path().join("junit_01.xml")).unwrap();
+    assert!(out.file("cncf-k8s-conformance/junit_01.xml") == original);
+    assert!(support::incluster::assert_runner_granted(&sim) > 5);
+    let line = status_line(&sim, "0b1c2d3e");
+    assert!(line.contains("complete: 1 verdicts: 1 passed"), "{line}");
+    // A part lost afterwards: status and retrieve say the results are incomplete.
+    let ns = "skc-0b1c2d3e-runner";
+    sim.with_store(|s| s.delete("configmaps", ns, "scs-kaas-check-results-part-1"))
+        .expect("a part ConfigMap");
+    let line = status_line(&sim, "0b1c2d3e");
+    assert!(line.contains("INCOMPLETE: part 1 of"), "{line}");
+    let retrieved = against(&sim, "retrieve", &["--run-id", "0b1c2d3e"]);
+    assert_eq!(retrieved.code, 3, "{}", retrieved.stderr);
+    assert!(
+        retrieved.stderr.contains(
+            "the results of run 0b1c2d3e (skc-0b1c2d3e-runner) are incomplete: part 1 of"
+        ),
+        "{}",
+        retrieved.stderr
+    );
+    assert!(
+        retrieved.stderr.contains("1 verdicts: 1 passed"),
+        "{}",
+        retrieved.stderr
+    );
+    let deleted = against(&sim, "delete", &[]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_nothing_left(&sim);
+}
+
+/// Results that cannot be stored are never lost silently: the run inside fails and says
+/// why, the outer process ABORTs with that reason, `status` says there are none, and
+/// `retrieve` fetches the runner's log.
+#[test]
+fn results_that_cannot_be_stored_fail_loudly_and_retrieve_fetches_the_log() {
+    let sim = sim(ClusterSpec {
+        deny: vec![("create".into(), "configmaps".into())],
+        ..Default::default()
+    });
+    let kubeconfig = sim.kubeconfig_path();
+    let k = kubeconfig.to_str().unwrap();
+    let out = run_with(
+        &kubeconfig,
+        &[
+            "--check",
+            "node-distribution-check",
+            "--keep",
+            "--run-id",
+            "0c1d2e3f",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(
+        out.verdict("node-distribution-check").as_deref(),
+        Some("ABORT")
+    );
+    let message = out.junit_message("node-distribution-check");
+    assert!(
+        message.contains("the in-cluster run ended without storing results"),
+        "{message}"
+    );
+    assert!(
+        message.contains("CRITICAL: cannot store the results: store configmap scs-kaas-check-results-part-1: 403 Forbidden"),
+        "{message}"
+    );
+    // As SCS's runner reads it: the run inside could not complete (its `CRITICAL:` line is
+    // relayed as `[in-cluster] ...`, not counted twice); the outer run cannot either: one
+    // `CRITICAL:` line, and the ABORT's reason as one `ERROR:` line per testcase, which the
+    // compliance monitor shows.
+    let view = support::scs::read(&out.stdout, &out.stderr, &["node-distribution-check"]);
+    assert_eq!(
+        view.results
+            .get("node-distribution-check")
+            .map(String::as_str),
+        Some("ABORT")
+    );
+    assert_eq!((view.errors, view.criticals), (1, 1), "{}", out.stderr);
+    assert!(
+        view.monitor
+            .iter()
+            .any(|l| l.starts_with("ERROR: node-distribution-check")
+                && l.contains("CRITICAL: cannot store the results")),
+        "{:?}",
+        view.monitor
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("[in-cluster] CRITICAL: cannot store the results")),
+        "{}",
+        out.stderr
+    );
+    let line = status_line(&sim, "0c1d2e3f");
+    assert!(line.contains("Failed"), "{line}");
+    assert!(
+        line.contains("none: the run ended without storing results"),
+        "{line}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let retrieved = scs(&[
+        "retrieve",
+        "-k",
+        k,
+        "--run-id",
+        "0c1d2e3f",
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(retrieved.code, 3, "{}", retrieved.stderr);
+    assert!(
+        retrieved
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("CRITICAL: run 0c1d2e3f")
+                && l.contains("ended without storing results")),
+        "{}",
+        retrieved.stderr
+    );
+    let log = std::fs::read_to_string(dir.path().join("logs/in-cluster-runner.log"))
+        .unwrap_or_else(|e| panic!("runner log not fetched: {e}\n{}", retrieved.stderr));
+    assert!(log.contains("cannot store the results"), "{log}");
+    assert_eq!(against(&sim, "delete", &[]).code, 0);
+    assert_nothing_left(&sim);
+}
+
+/// A large cluster's report (5000 nodes, each a row of node-distribution-check's evidence)
+/// is more than a ConfigMap holds: it comes back whole (issue 18's case).
+#[test]
+fn the_report_of_a_5000_node_cluster_comes_back_whole() {
+    let nodes = (0..5000)
+        .map(|i| {
+            support::NodeSpec::worker(&format!("worker-{i:04}.region-1.cloud.example"))
+                .zone(&format!("zone-{}", i % 3 + 1))
+                .region("region-1")
+                .host(&format!("hypervisor-{:03}", i / 20))
+        })
+        .chain((1..=3).map(|i| {
+            support::NodeSpec::control_plane(&format!("control-plane-{i}"))
+                .zone(&format!("zone-{i}"))
+                .region("region-1")
+                .host(&format!("cp-host-{i}"))
+        }))
+        .collect();
+    let sim = sim(ClusterSpec {
+        nodes,
+        ..Default::default()
+    });
+    let local = run(&sim, &["--check", "node-distribution-check"]);
+    let remote = run(
+        &sim,
+        &["--check", "node-distribution-check", "--in-cluster"],
+    );
+    let report = remote.report();
+    assert!(report.len() > 1024 * 1024, "{} bytes", report.len());
+    assert_eq!(remote.verdicts(), local.verdicts(), "{}", remote.stderr);
+    assert_eq!(
+        requirement_results(&report),
+        requirement_results(&local.report())
+    );
+    assert!(report.contains("worker-4999.region-1.cloud.example"));
+    assert!(support::incluster::assert_runner_granted(&sim) > 3);
+    assert_nothing_left(&sim);
 }

@@ -391,6 +391,9 @@ fn without_a_cloud_controller_the_service_stays_pending() {
         message.contains("no events about the Service (is a cloud controller"),
         "{message}"
     );
+    // The Deployment of the backend is named like the Service and has events of its own
+    // (the deployment controller's ScalingReplicaSet): they are not the Service's.
+    assert!(!message.contains("ScalingReplicaSet"), "{message}");
     assert_cleaned_up(&sim, &out, &[]);
 }
 
@@ -486,4 +489,40 @@ fn bad_annotation_is_a_usage_error() {
     let out = scs(&["run", "--lb-annotation", "no-equals-sign"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("expected KEY=VALUE"), "{}", out.stderr);
+}
+
+/// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
+/// for service accounts), with the options that need more rights (`--lb-probe-from
+/// cluster`: a probe pod and its log; `--lb-annotation`: the nginx ConfigMap): the same
+/// verdicts, and no call of the checks is refused.
+#[test]
+fn in_cluster_the_rbac_table_grants_every_call() {
+    let image = "ghcr.io/sovereigncloudstack/scs-kaas-check";
+    let sim = sim(Some(LbBehaviour::PacketForwarding));
+    support::incluster::register_suite_image(&sim, image);
+    let out = run(
+        &sim,
+        &[SVC, IP],
+        &["--in-cluster", "--lb-probe-from", "cluster"],
+    );
+    assert_eq!(out.verdict(SVC).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert_eq!(out.verdict(IP).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+
+    let sim = sim_proxying();
+    support::incluster::register_suite_image(&sim, image);
+    let annotation = format!("{OCTAVIA_PROXY_PROTOCOL}=true");
+    let out = run(
+        &sim,
+        &[IP],
+        &["--in-cluster", "--lb-annotation", &annotation],
+    );
+    assert_eq!(out.verdict(IP).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+}
+
+fn sim_proxying() -> SimCluster {
+    sim(Some(LbBehaviour::Proxying {
+        proxy_protocol_annotation: OCTAVIA_PROXY_PROTOCOL.into(),
+    }))
 }

@@ -590,3 +590,15 @@ fn probe_pods_refused_by_admission_abort_with_the_refusal() {
     );
     assert_cleaned_up(&sim);
 }
+
+/// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
+/// for service accounts): the same verdict, and no call of the check is refused.
+#[test]
+fn in_cluster_the_rbac_table_grants_every_call() {
+    let sim = sim(NetworkProfile::default(), true);
+    support::incluster::register_suite_image(&sim, "ghcr.io/sovereigncloudstack/scs-kaas-check");
+    let out = run(&sim, &["--in-cluster"]);
+    assert_eq!(out.verdict(NET).as_deref(), Some("PASS"), "{}", out.stderr);
+    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+    assert_cleaned_up(&sim);
+}

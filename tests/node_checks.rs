@@ -476,3 +476,31 @@ fn testcases_also_run_one_at_a_time() {
     let out = run(&sim, &[DIST], &["--parallel", "0"]);
     assert_eq!(out.code, 2, "--parallel 0 is a usage error");
 }
+
+/// The identity may list pods but not watch them (RBAC without `watch`): the wait for the
+/// replicas cannot be decided, an ABORT naming the missing right, never a FAIL after the
+/// deadline nor a PASS from re-listing.
+#[test]
+fn a_refused_watch_aborts_naming_the_missing_right() {
+    let sim = SimCluster::start(ClusterSpec {
+        nodes: compliant_nodes(),
+        deny: vec![("watch".into(), "pods".into())],
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let out = run(&sim, &[ANTI], &["--pod-start-timeout", "20s"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(ANTI).as_deref(), Some("ABORT"));
+    let message = out.junit_message(&format!("{ANTI}/hostname-anti-affinity"));
+    assert!(
+        message.contains("cannot watch the replicas' pods: watch pods in namespace skc-"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "403 Forbidden: pods is forbidden: User \"sim-user\" cannot watch resource \"pods\""
+        ),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

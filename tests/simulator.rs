@@ -526,6 +526,16 @@ async fn namespace_deletion_removes_contents() {
         .unwrap();
     let ns = nsapi.get("doomed").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    // Deleting it again while it terminates: 409, like the namespace registry.
+    let err = nsapi
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+    assert!(
+        err.to_string()
+            .contains("The system is ensuring all content is removed")
+    );
     let err = pods
         .create(&PostParams::default(), &pod("q", "nginx"))
         .await
@@ -1002,4 +1012,143 @@ async fn daemonset_runs_on_every_eligible_node() {
         .collect();
     nodes.sort();
     assert_eq!(nodes, ["worker-1", "worker-2", "worker-3", "worker-4"]);
+}
+
+/// Service accounts are authorized by RBAC: a ClusterRole granting `list` on pods does not
+/// grant `watch`, a RoleBinding grants only in its namespace, SelfSubjectAccessReviews
+/// answer by the same rules, and the administrator's kubeconfig is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_are_authorized_by_rbac() {
+    let sim = SimCluster::start(ClusterSpec::default());
+    let token = "sa-token-for-rbac-test";
+    sim.with_store(|s| {
+        for obj in [
+            ("namespaces", json!({"metadata": {"name": "team"}})),
+            ("secrets", json!({"metadata": {"name": "t", "namespace": "team",
+                "annotations": {"kubernetes.io/service-account.name": "bot"}},
+                "type": "kubernetes.io/service-account-token",
+                "data": {"token": support::incluster::base64(token.as_bytes())}})),
+            ("clusterroles", json!({"metadata": {"name": "pod-lister"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})),
+            ("clusterrolebindings", json!({"metadata": {"name": "bot-lists"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-lister"},
+                "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "team"}]})),
+            ("roles", json!({"metadata": {"name": "cm", "namespace": "team"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}]})),
+            ("rolebindings", json!({"metadata": {"name": "cm", "namespace": "team"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm"},
+                "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "team"}]})),
+        ] {
+            s.create(obj.0, obj.1).expect("seed");
+        }
+    });
+    let kubeconfig = sim.write_kubeconfig("bot", token, None);
+    let bot = client_for(&kubeconfig).await.expect("client");
+    let pods: Api<Pod> = Api::all(bot.clone());
+    pods.list(&ListParams::default())
+        .await
+        .expect("list is granted");
+    let err = pods
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .err()
+        .expect("watch is not granted");
+    assert_eq!(api_code(&err), 403);
+    assert!(
+        err.to_string()
+            .contains("User \"system:serviceaccount:team:bot\" cannot watch resource \"pods\""),
+        "{err}"
+    );
+    let cms_team: Api<ConfigMap> = Api::namespaced(bot.clone(), "team");
+    cms_team
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
+        )
+        .await
+        .expect("the Role grants create in its namespace");
+    let cms_default: Api<ConfigMap> = Api::namespaced(bot.clone(), "default");
+    let err = cms_default.get("kube-root-ca.crt").await.unwrap_err();
+    assert_eq!(api_code(&err), 403);
+    bot.apiserver_version()
+        .await
+        .expect("discovery is granted to everyone");
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"resourceAttributes": {"verb": "watch", "resource": "pods"}}
+    }))
+    .unwrap();
+    let answer = Api::<SelfSubjectAccessReview>::all(bot)
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("reviews are granted to everyone");
+    assert!(!answer.status.unwrap().allowed);
+    // The administrator is not limited.
+    let admin: Api<Pod> = Api::all(client(&sim).await);
+    let watching = admin.watch(&kube::api::WatchParams::default(), "0").await;
+    assert!(watching.is_ok(), "the administrator may watch");
+}
+
+/// Logs carry the time of each line: `timestamps=true` prefixes it, `sinceTime` (seconds)
+/// returns the lines written at or after it; ConfigMaps over 1 MiB are refused with 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_have_timestamps_and_configmaps_a_size_limit() {
+    let sim = SimCluster::start(ClusterSpec::default());
+    let client = client(&sim).await;
+    create_ns(&client, "logs").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "logs");
+    pods.create(&PostParams::default(), &pod("p", "nginx"))
+        .await
+        .unwrap();
+    sim.with_store(|s| s.set_pod_log("logs", "p", "one\n"));
+    std::thread::sleep(Duration::from_millis(1100));
+    sim.with_store(|s| s.set_pod_log("logs", "p", "one\ntwo\n"));
+    let params = LogParams {
+        timestamps: true,
+        ..Default::default()
+    };
+    let log = pods.logs("p", &params).await.unwrap();
+    let lines: Vec<(jiff::Timestamp, &str)> = log
+        .lines()
+        .map(|l| {
+            let (at, text) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), text)
+        })
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    let since = jiff::Timestamp::from_second(lines[1].0.as_second()).unwrap();
+    let later = pods
+        .logs(
+            "p",
+            &LogParams {
+                since_time: Some(since),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(later, "two\n");
+
+    let cms: Api<ConfigMap> = Api::namespaced(client, "logs");
+    let big: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "big"}, "data": {"a": "x".repeat(1024 * 1024 + 1)}}),
+    )
+    .unwrap();
+    let err = cms.create(&PostParams::default(), &big).await.unwrap_err();
+    assert_eq!(api_code(&err), 422);
+    assert!(
+        err.to_string().contains(
+            "ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes"
+        ),
+        "{err}"
+    );
+    let fits: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "fits"}, "data": {"a": "x".repeat(1024 * 1024)}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &fits)
+        .await
+        .expect("exactly 1 MiB fits");
 }

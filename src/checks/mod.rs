@@ -107,10 +107,11 @@ pub struct CheckDef {
 
 impl CheckDef {
     /// How long the check may take: `--timeout`, or for an upstream e2e run
-    /// `--e2e-timeout` plus time to set up and clean up.
-    pub fn deadline(&self, options: &Options, timeout: Duration) -> Duration {
-        if (self.uses_e2e)(&options.e2e) {
-            timeout.max(options.e2e.e2e_timeout + upstream_e2e::SETUP_GRACE)
+    /// `--e2e-timeout` plus time to set up and clean up. The runner enforces it, and the
+    /// outer process of an in-cluster run derives its own deadline from it.
+    pub fn deadline(&self, e2e: &upstream_e2e::Settings, timeout: Duration) -> Duration {
+        if (self.uses_e2e)(e2e) {
+            timeout.max(e2e.e2e_timeout + upstream_e2e::SETUP_GRACE)
         } else {
             timeout
         }

@@ -325,6 +325,12 @@ async fn spread_test(
             )
             .with_details(spread))
         }
+        Err(wait::Timeout {
+            refused: Some(e), ..
+        }) => Err(Requirement::abort(
+            id,
+            format!("cannot watch the replicas' pods: {e}"),
+        )),
         Err(timeout) => Err(explain_timeout(
             ctx,
             namespace,

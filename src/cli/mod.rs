@@ -104,8 +104,8 @@ pub enum Command {
     E2e(Box<E2eArgs>),
     /// Sidecar of `e2e` (runs in the e2e pod, from this suite's image): waits for the `done`
     /// file the conformance image writes into the shared results directory, then stores
-    /// junit_01.xml and e2e.log (cut from the front to fit) in a ConfigMap of the pod's
-    /// namespace.
+    /// junit_01.xml and e2e.log whole in ConfigMaps of the pod's namespace (compressed,
+    /// split, a manifest with a digest written last).
     E2eCollect(E2eCollectArgs),
 }
 

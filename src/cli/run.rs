@@ -286,9 +286,10 @@ pub struct InClusterArgs {
     /// run carries it in the `scs-kaas-check/run-id` label.
     #[arg(long, value_name = "ID", value_parser = parse_run_id, hide_short_help = true)]
     pub run_id: Option<String>,
-    /// After the run, also store junit.xml, report.yaml, the check logs, the verdict lines
-    /// and the exit code in this ConfigMap in the namespace of the in-cluster service
-    /// account (how `run --in-cluster` and `retrieve` get the results without exec).
+    /// After the run, also store every report file, the verdict lines and the exit code in
+    /// ConfigMaps NAME-part-N and NAME (manifest, written last) in the namespace of the
+    /// in-cluster service account (how `run --in-cluster` and `retrieve` get the results
+    /// without exec); results that cannot be stored are an error and exit code 3.
     #[arg(long, value_name = "NAME", hide_short_help = true)]
     pub results_configmap: Option<String>,
     /// Sonobuoy plugin mode: write junit.xml into this directory, then the file `done`

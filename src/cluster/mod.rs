@@ -6,6 +6,7 @@
 //! no check and no orchestration.
 
 pub mod admission;
+pub mod bundle;
 pub mod config;
 pub mod errors;
 pub mod exec;
@@ -17,7 +18,7 @@ pub mod wait;
 pub mod workload;
 
 use errors::{ApiError, call};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
@@ -39,6 +40,10 @@ const NAMESPACE_GONE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long cleanup lets a provisioner delete a released volume (reclaim policy `Delete`)
 /// before it deletes the PersistentVolume object itself.
 const VOLUME_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest cleanup of one check takes: its namespaces, then its volumes.
+pub const CLEANUP_BOUND: Duration =
+    Duration::from_secs(NAMESPACE_GONE_TIMEOUT.as_secs() + VOLUME_GONE_TIMEOUT.as_secs());
 
 /// A cluster-scoped object the run is responsible for. Namespaced objects need no entry:
 /// they go with their scratch namespace.
@@ -338,7 +343,8 @@ impl Cluster {
         Ok(lines)
     }
 
-    /// Removes a PersistentVolume whose claim is gone. With reclaim policy `Delete` its
+    /// Removes a PersistentVolume whose claim is gone (one whose claim still exists is left
+    /// alone, with a warning). With reclaim policy `Delete` its
     /// provisioner deletes it (and the backing volume); this waits for that and deletes the
     /// object itself only when the provisioner does not. With `Retain` nothing would ever
     /// delete it: the object is deleted here, and the line says that the backing volume
@@ -354,6 +360,35 @@ impl Cluster {
             Err(e) => return format!("CAUTION: {e}"),
         };
         let spec = pv.spec.clone().unwrap_or_default();
+        // A volume whose claim still exists is bound: deleting it would pull the storage
+        // from under the claim (and skip the provisioner's cleanup). Never.
+        if let Some(claim) = &spec.claim_ref
+            && let (Some(ns), Some(claim_name)) = (&claim.namespace, &claim.name)
+        {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+            match self
+                .call(
+                    &format!("read persistentvolumeclaim {ns}/{claim_name}"),
+                    claims.get_opt(claim_name),
+                )
+                .await
+            {
+                Ok(Some(pvc)) if claim.uid.is_none() || pvc.metadata.uid == claim.uid => {
+                    return format!(
+                        "CAUTION: PersistentVolume {name} is still bound to claim \
+                         {ns}/{claim_name}; not deleted (a bound volume is never deleted): once \
+                         namespace {ns} is gone, run `scs-kaas-check delete`"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return format!(
+                        "CAUTION: PersistentVolume {name} not deleted: cannot tell whether its \
+                         claim still exists ({e})"
+                    );
+                }
+            }
+        }
         let policy = spec
             .persistent_volume_reclaim_policy
             .clone()
@@ -403,8 +438,13 @@ impl Cluster {
         }
     }
 
+    /// Deletes namespace `name` and waits until it is gone. A namespace that is already
+    /// terminating answers the delete with 409 Conflict on a real API server (its
+    /// finalizers are still removing the content): that is "already going", and the wait
+    /// is the same.
     async fn delete_namespace(&self, name: &str) -> Option<String> {
         let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut already = false;
         match self
             .call(
                 &format!("delete namespace {name}"),
@@ -416,9 +456,13 @@ impl Cluster {
             Err(e) if e.is_not_found() => {
                 return Some(format!("namespace {name} was already gone"));
             }
+            Err(e) if e.code == Some(409) => already = true,
             Err(e) => return Some(format!("CAUTION: {e}")),
         }
         match wait::until_deleted(&api, name, NAMESPACE_GONE_TIMEOUT).await {
+            Ok(()) if already => Some(format!(
+                "namespace {name} was already being deleted; it is gone now"
+            )),
             Ok(()) => Some(format!("deleted namespace {name}")),
             Err(e) => Some(format!(
                 "CAUTION: namespace {name} is still terminating ({e}); the cluster will finish removing it"

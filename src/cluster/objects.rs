@@ -1,19 +1,12 @@
 //! Building and creating labelled objects: metadata with the run labels, ServiceAccount
-//! bindings, run-once Jobs, and ConfigMaps that hand data back (the in-cluster runner's
-//! results, the upstream e2e results).
+//! bindings, run-once Jobs; shortening text to fit (see `bundle` for handing data back).
 
-use super::errors::{ApiError, call};
+use super::errors::ApiError;
 use super::{Cluster, run_labels};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// What fits into one ConfigMap with room to spare, in bytes (the API server refuses
-/// objects over 1 MiB).
-pub const CONFIGMAP_BUDGET: usize = 900 * 1024;
 
 /// Metadata of an object of run `run_id`, created on behalf of `check` (a testcase, or
 /// [`super::RUNNER_CHECK`] for the in-cluster runner).
@@ -100,49 +93,7 @@ pub fn cut_front(text: &str, budget: usize) -> String {
         cut += 1;
     }
     format!(
-        "[... first {cut} bytes cut to fit the results ConfigMap ...]\n{}",
+        "[... first {cut} bytes cut to fit the results ConfigMaps ...]\n{}",
         &text[cut..]
     )
-}
-
-/// Creates (or replaces) ConfigMap `name` holding `data` in the client's default namespace
-/// (the service account's namespace when running in a pod). Returns a line for stderr.
-pub async fn store_configmap(
-    client: &kube::Client,
-    request_timeout: Duration,
-    name: &str,
-    data: BTreeMap<String, String>,
-) -> Result<String, ApiError> {
-    let namespace = client.default_namespace().to_string();
-    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let mut cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            ..Default::default()
-        },
-        data: Some(data),
-        ..Default::default()
-    };
-    let what = format!("store the results in configmap {namespace}/{name}");
-    match call(
-        &what,
-        request_timeout,
-        api.create(&PostParams::default(), &cm),
-    )
-    .await
-    {
-        Ok(_) => {}
-        Err(e) if e.message.contains("AlreadyExists") || e.message.contains("already exists") => {
-            let current = call(&what, request_timeout, api.get(name)).await?;
-            cm.metadata.resource_version = current.metadata.resource_version;
-            call(
-                &what,
-                request_timeout,
-                api.replace(name, &PostParams::default(), &cm),
-            )
-            .await?;
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(format!("results stored in configmap {namespace}/{name}"))
 }

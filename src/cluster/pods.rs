@@ -19,9 +19,111 @@ pub const IMAGE_PULL_REASONS: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
-/// Of those, the ones the kubelet reports only after a pull failed and it is backing off
-/// (or that no retry can fix): waiting longer is pointless.
-const IMAGE_PULL_SETTLED: &[&str] = &["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+/// Waiting reasons no retry of the kubelet can fix: someone must change the pod or the
+/// node (a malformed image name, `imagePullPolicy: Never` without the image, a container
+/// config referring to a missing ConfigMap/Secret key or running as root under
+/// `runAsNonRoot`).
+const NEVER_STARTS: &[&str] = &[
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+];
+
+/// Registry and runtime answers that may pass: rate limits (a registry's 429, Docker Hub's
+/// `toomanyrequests`), time-outs, refused or reset connections, 5xx answers.
+const TRANSIENT_MARKERS: &[&str] = &[
+    "429",
+    "toomanyrequests",
+    "too many requests",
+    "rate limit",
+    "timeout",
+    "timed out",
+    "deadline exceeded",
+    "connection refused",
+    "connection reset",
+    "temporary failure",
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway",
+    "unexpected eof",
+];
+
+/// Registry answers that stay the same on every retry: the image does not exist (gRPC
+/// `NotFound` from the runtime, `manifest unknown`, `not found`) or access is refused
+/// (`401`/`403`, `denied`, `unauthorized`), or the reference is malformed.
+const PERMANENT_MARKERS: &[&str] = &[
+    "code = notfound",
+    "not found",
+    "manifest unknown",
+    "name unknown",
+    "unauthorized",
+    "denied",
+    "forbidden",
+    "401",
+    "403",
+    "invalid reference format",
+    "no match for platform",
+];
+
+/// Whether a container waiting with `reason` and `message` will never start without
+/// someone fixing something. The kubelet retries `ErrImagePull` (backing off between
+/// attempts, shown as `ImagePullBackOff`, 10 s doubling up to 5 min) and
+/// `CreateContainerError`: those are permanent only when the message names an answer no
+/// retry changes (see [`PERMANENT_MARKERS`]); a registry's 429 or a time-out is transient
+/// and waiting (up to the caller's deadline) is right. Unknown messages count as
+/// transient: the deadline still ends the wait, with the message.
+pub fn start_failure_is_permanent(reason: &str, message: &str) -> bool {
+    if NEVER_STARTS.contains(&reason) {
+        return true;
+    }
+    if !matches!(reason, "ErrImagePull" | "ImagePullBackOff") {
+        return false;
+    }
+    let m = message.to_lowercase();
+    !TRANSIENT_MARKERS.iter().any(|t| m.contains(t))
+        && PERMANENT_MARKERS.iter().any(|p| m.contains(p))
+}
+
+/// Follows the waiting states of a pod's containers across watch events, so that an
+/// `ImagePullBackOff` (whose message may not repeat the pull error) is judged by the
+/// `ErrImagePull` message that preceded it.
+#[derive(Debug, Default)]
+pub struct StartTracker {
+    /// The last pull error message per container.
+    pull_errors: std::collections::BTreeMap<String, String>,
+}
+
+impl StartTracker {
+    /// `Reason: message` of the first container of `pod` that will never start, if any.
+    pub fn permanent_failure(&mut self, pod: &Pod) -> Option<String> {
+        let statuses = pod.status.iter().flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        });
+        for c in statuses {
+            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let reason = w.reason.clone().unwrap_or_default();
+            let mut message = w.message.clone().unwrap_or_default();
+            if reason == "ErrImagePull" {
+                self.pull_errors.insert(c.name.clone(), message.clone());
+            } else if reason == "ImagePullBackOff"
+                && let Some(last) = self.pull_errors.get(&c.name)
+                && !message.contains(last.as_str())
+            {
+                message = format!("{message} (last pull error: {last})");
+            }
+            if start_failure_is_permanent(&reason, &message) {
+                return Some(format!("{reason}: {message}"));
+            }
+        }
+        None
+    }
+}
 
 /// The pod's phase, `Unknown` when it has none yet.
 pub fn phase(pod: &Pod) -> String {
@@ -62,12 +164,6 @@ pub fn image_pull_problem(pod: &Pod) -> Option<String> {
         .into_iter()
         .find(|(reason, _)| IMAGE_PULL_REASONS.contains(&reason.as_str()))
         .map(|(reason, message)| format!("{reason}: {message}"))
-}
-
-fn image_pull_settled(pod: &Pod) -> bool {
-    waiting(pod)
-        .iter()
-        .any(|(reason, _)| IMAGE_PULL_SETTLED.contains(&reason.as_str()))
 }
 
 /// One line about a pod: `pod NAME: PHASE on NODE (NOTE) [waiting reasons]`; `node_note`
@@ -124,9 +220,14 @@ pub async fn explain(
         }
         out.details.push(describe(pod, node_note));
         if phase(pod) != "Running" {
-            for event in
-                wait::recent_events(&cluster.client, namespace, &name, cluster.request_timeout)
-                    .await
+            for event in wait::recent_events(
+                &cluster.client,
+                namespace,
+                "Pod",
+                &name,
+                cluster.request_timeout,
+            )
+            .await
             {
                 if event.contains("FailedScheduling") {
                     out.scheduling = Some(event.clone());
@@ -177,8 +278,10 @@ impl NotFinished {
     }
 }
 
-/// Watches pod `name` until it has Succeeded or Failed (returned), its image cannot be
-/// pulled, or `deadline` passes. The last two are explained with the pod's Events.
+/// Watches pod `name` until it has Succeeded or Failed (returned), a container will never
+/// start (see [`start_failure_is_permanent`]; transient pull errors are waited out), the
+/// watch is refused (403: [`PodTrouble::Api`]) or `deadline` passes. The failures are
+/// explained with the pod's Events.
 pub async fn wait_finished(
     cluster: &Cluster,
     namespace: &str,
@@ -186,19 +289,28 @@ pub async fn wait_finished(
     deadline: Duration,
 ) -> Result<Pod, NotFinished> {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let mut tracker = StartTracker::default();
     let waited = wait::object(&api, name, deadline, |pod| {
         let pod = pod?;
-        let done = matches!(phase(pod).as_str(), "Succeeded" | "Failed") || image_pull_settled(pod);
-        done.then(|| pod.clone())
+        if matches!(phase(pod).as_str(), "Succeeded" | "Failed") {
+            return Some(Ok(pod.clone()));
+        }
+        tracker
+            .permanent_failure(pod)
+            .map(|problem| Err((Box::new(pod.clone()), problem)))
     })
     .await;
     let (pod, trouble) = match waited {
-        Ok(pod) => match image_pull_problem(&pod) {
-            Some(problem) if !matches!(phase(&pod).as_str(), "Succeeded" | "Failed") => {
-                (Some(pod), PodTrouble::ImagePull(problem))
-            }
-            _ => return Ok(pod),
-        },
+        Ok(Ok(pod)) => return Ok(pod),
+        Ok(Err((pod, problem))) if image_pull_problem(&pod).is_some() => {
+            (Some(*pod), PodTrouble::ImagePull(problem))
+        }
+        Ok(Err((pod, problem))) => (Some(*pod), PodTrouble::Timeout(problem)),
+        Err(wait::Timeout {
+            last,
+            refused: Some(e),
+            ..
+        }) => (last.first().cloned(), PodTrouble::Api(e)),
         Err(timeout) => {
             let pod = timeout.last.first().cloned();
             let trouble = match pod.as_ref().and_then(image_pull_problem) {

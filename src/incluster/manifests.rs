@@ -236,12 +236,7 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
     let mut cluster_rules = rbac::cluster_rules(&checks, &args.e2e);
     if args.image_pull_secret.is_some() {
         // The run inside puts the registry credentials into each scratch namespace.
-        cluster_rules.push(k8s_openapi::api::rbac::v1::PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["secrets".into()]),
-            verbs: vec!["create".into()],
-            ..Default::default()
-        });
+        cluster_rules.extend(rbac::pull_secret_rules());
     }
     let mut data = BTreeMap::new();
     for (key, path, name) in data_files(args) {

@@ -8,13 +8,16 @@
 //! selection. The run id is shared (`--run-id`), so the in-cluster run's scratch
 //! namespaces carry the same label as everything else.
 //!
-//! Progress: the outer process follows the pod's log (`pods/log?follow=true`), which holds
-//! the in-cluster run's stderr progress and stdout verdict lines, and copies it to stderr.
-//! Results: the in-cluster run stores `junit.xml`, `report.yaml`, the check logs, its
-//! verdict lines and its exit code in a ConfigMap of its own namespace
-//! (`run --results-configmap`); the outer process reads it — no kubectl, no exec. A
-//! ConfigMap holds at most 1 MiB: logs are cut from the front to fit (the reports never
-//! are; they are small).
+//! Progress: the outer process follows the pod's log (`pods/log?follow=true`, resumed when
+//! a load balancer or an API server restart cuts it), which holds the in-cluster run's
+//! stderr progress and stdout verdict lines, and copies it to stderr. The end of the run
+//! is decided from the pod's status, never from the end of the stream; the outer deadline
+//! is derived from the checks' own deadlines ([`outer_deadline`]).
+//! Results: the in-cluster run stores every file of its output directory (`junit.xml`,
+//! `report.yaml`, the check logs, the upstream e2e files), its verdict lines and its exit
+//! code in a bundle of ConfigMaps of its own namespace (`run --results-configmap`,
+//! `cluster::bundle`: compressed, split, a manifest with a digest written last); the outer
+//! process reads it — no kubectl, no exec — and reports incomplete results as such.
 //!
 //! This orchestration sits beside the runner: it uses the cluster helpers and the check
 //! registry (for the RBAC table), never the command line.
@@ -24,21 +27,21 @@ pub mod rbac;
 mod results;
 mod status;
 
-use results::read_results;
 pub use results::{Lines, Results, export_results, write_sonobuoy};
+use results::{Stored, read_results};
 pub use status::{RetrieveOptions, gen_yaml, retrieve, status};
 
 use crate::catalogue::Testcase;
 use crate::cluster::config::ConnectOptions;
 use crate::cluster::errors::{ApiError, human_duration};
-use crate::cluster::objects::{CONFIGMAP_BUDGET, create, cut_front, store_configmap};
+use crate::cluster::objects::create;
 use crate::cluster::preflight::{self, ConnectError};
-use crate::cluster::{self, Cluster, ClusterObject, RUNNER_CHECK, jobs, pods, wait};
+use crate::cluster::{self, Cluster, ClusterObject, RUNNER_CHECK, jobs};
 use crate::console;
 use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
 use crate::settings::RunConfig;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
@@ -47,11 +50,40 @@ use std::time::Duration;
 
 /// Name of the results ConfigMap in the runner's namespace.
 pub const RESULTS_CONFIGMAP: &str = "scs-kaas-check-results";
-/// Keys of the results ConfigMap besides the reports and `<testcase>.log`.
+/// Plain keys of the results manifest (beside the bundle's own).
 pub const VERDICTS_KEY: &str = "verdicts";
 /// The run's `ERROR:`/`WARNING:` lines, which the outer process prints as they were.
 pub const DIAGNOSTICS_KEY: &str = "diagnostics";
 pub const EXIT_CODE_KEY: &str = "exit-code";
+/// Where the outer process keeps the runner's log (the in-cluster run's output).
+pub const RUNNER_LOG: &str = "logs/in-cluster-runner.log";
+/// Time beyond the checks' deadlines for the runner to start, run its preflight, write
+/// and store its reports.
+const RUNNER_GRACE: Duration = Duration::from_secs(300);
+
+/// How long the outer process waits for the in-cluster run, by the rule the runner inside
+/// applies: every selected check may take its deadline (`CheckDef::deadline`: `--timeout`,
+/// or `--e2e-timeout` plus set-up time for upstream e2e runs) plus its cleanup; checks that
+/// run alone follow each other, and with `--parallel` a check may wait for a whole
+/// deadline of another before its turn, so the bound is the sum over the selected checks
+/// (a run with its checks in parallel ends much earlier, and the outer process ends with
+/// it: it decides the end from the pod's status), plus [`RUNNER_GRACE`].
+pub fn outer_deadline(
+    e2e: &crate::checks::upstream_e2e::Settings,
+    timeout: Duration,
+    selected: &[Testcase],
+) -> Duration {
+    selected
+        .iter()
+        .map(|tc| {
+            crate::checks::implementing(&tc.id)
+                .map(|i| i.check.deadline(e2e, timeout))
+                .unwrap_or(timeout)
+                + cluster::CLEANUP_BOUND
+        })
+        .sum::<Duration>()
+        + RUNNER_GRACE
+}
 
 // ------------------------------------------------------------------ run --in-cluster
 
@@ -122,10 +154,23 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
 
     let (cancel_tx, mut cancel) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(crate::signals::watch(cancel_tx, plan.run_id.clone()));
+    let log = std::sync::Mutex::new(String::new());
     let ended = tokio::select! {
-        ended = drive(&cluster, args, plan, &objects) => ended,
+        ended = drive(&cluster, args, plan, &objects, &log) => ended,
         _ = cancel.wait_for(|c| *c) => Ended::Abort("the run was interrupted".into()),
     };
+    // The runner's own output, whatever happened: the record of a run that failed.
+    let log = log.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !log.is_empty() {
+        let path = plan.output_dir.join(RUNNER_LOG);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, &log));
+        if let Err(e) = written {
+            console::problem(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
 
     // Cleanup on every path: the runner namespace (the pod goes with it), whatever the
     // in-cluster run left under the run id, then the cluster-scoped RBAC.
@@ -158,7 +203,7 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
             }
             results.print_verdicts();
             console::note(&format!(
-                "{} (reports in {})",
+                "complete results: {} (reports in {})",
                 results.summary(),
                 plan.output_dir.display()
             ));
@@ -168,11 +213,26 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
     }
 }
 
+/// The last `CRITICAL:` and `PROBLEM:` lines of a runner's log (the tool's own trouble,
+/// not findings): why it could not finish or store its results.
+fn error_lines(log: &str) -> Vec<String> {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("CRITICAL: ") || l.starts_with("PROBLEM: "))
+        .collect();
+    errors
+        .iter()
+        .skip(errors.len().saturating_sub(3))
+        .map(|l| l.to_string())
+        .collect()
+}
+
 async fn drive(
     cluster: &Cluster,
     args: &RunConfig,
     plan: &Handover,
     objects: &manifests::Objects,
+    log: &std::sync::Mutex<String>,
 ) -> Ended {
     match start(cluster, objects).await {
         Ok(()) => {}
@@ -188,54 +248,69 @@ async fn drive(
             Ok(pod) => pod,
             Err(reason) => return Ended::Abort(reason),
         };
-    console::note(&format!("pod {ns}/{pod} started; following its log"));
-    let rounds = plan.selected.len().div_ceil(
-        args.parallel
-            .map(usize::from)
-            .unwrap_or(plan.selected.len())
-            .max(1),
-    );
-    let deadline = args.timeout * rounds.max(1) as u32 + Duration::from_secs(300);
-    if tokio::time::timeout(
+    let deadline = outer_deadline(&args.e2e, args.timeout, &plan.selected);
+    console::note(&format!(
+        "pod {ns}/{pod} started; following its log (the run may take up to {}: the selected \
+         checks' deadlines and cleanup)",
+        human_duration(deadline)
+    ));
+    let followed = tokio::time::timeout(
         deadline,
-        jobs::follow(cluster, &ns, &pod, None, |line| {
-            console::note(&format!("[in-cluster] {line}"))
+        jobs::follow(cluster, &ns, &pod, None, |event| match event {
+            jobs::LogEvent::Line(line) => {
+                console::note(&format!("[in-cluster] {line}"));
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(line);
+                log.push('\n');
+            }
+            jobs::LogEvent::Note(note) => console::note(&note),
         }),
     )
-    .await
-    .map(|broke| broke.map(|w| console::caution(&w)))
-    .is_err()
-    {
-        return Ended::Abort(format!(
-            "the in-cluster run did not finish within {}",
-            human_duration(deadline)
-        ));
-    }
-    // The log ends when the container does; the results were stored before that.
-    let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-    let finished = wait::object(&pods_api, &pod, Duration::from_secs(60), |p| match p {
-        None => Some(None),
-        Some(p) => {
-            matches!(pods::phase(p).as_str(), "Succeeded" | "Failed").then(|| Some(p.clone()))
-        }
-    })
     .await;
-    match read_results(cluster, &ns).await {
-        Ok(Some(results)) => Ended::Results(results),
-        Ok(None) => {
-            let state = match finished {
-                Ok(Some(p)) => pods::describe(&p, &|_| String::new()),
-                Ok(None) => format!("pod {pod} is gone"),
-                Err(t) => t
-                    .last
-                    .first()
-                    .map(|p| pods::describe(p, &|_| String::new()))
-                    .unwrap_or_else(|| format!("pod {pod} is gone")),
-            };
-            Ended::Abort(format!(
-                "the in-cluster run ended without storing results ({state}); its log is above"
-            ))
+    let state = match followed {
+        Err(_) => {
+            return Ended::Abort(format!(
+                "the in-cluster run did not finish within {} (the selected checks' deadlines \
+                 and cleanup)",
+                human_duration(deadline)
+            ));
         }
+        Ok(Err(e)) => return Ended::Abort(format!("cannot follow the in-cluster run: {e}")),
+        Ok(Ok(jobs::Followed::Gone)) => {
+            return Ended::Abort(format!(
+                "the pod {ns}/{pod} of the in-cluster run was deleted before it finished"
+            ));
+        }
+        Ok(Ok(jobs::Followed::Terminated { pod, resumed })) => {
+            if resumed > 0 {
+                console::note(&format!(
+                    "the log stream was resumed {resumed} time(s); every line was shown once"
+                ));
+            }
+            crate::cluster::pods::describe(&pod, &|_| String::new())
+        }
+    };
+    // The container has terminated: its results are stored, or they never will be.
+    let errors = || {
+        let log = log.lock().unwrap_or_else(|e| e.into_inner());
+        match error_lines(&log) {
+            e if e.is_empty() => String::new(),
+            e => format!("; the run said: {}", e.join(" | ")),
+        }
+    };
+    match read_results(cluster, &ns).await {
+        Ok(Stored::Complete(results)) => Ended::Results(results),
+        Ok(Stored::Incomplete { why, verdicts }) => Ended::Abort(format!(
+            "the results of the in-cluster run are incomplete ({why}); its own verdicts were: \
+             {}{}",
+            results::verdict_summary(&verdicts),
+            errors()
+        )),
+        Ok(Stored::Nothing) => Ended::Abort(format!(
+            "the in-cluster run ended without storing results ({state}){}; its log is in {}",
+            errors(),
+            RUNNER_LOG
+        )),
         Err(e) => Ended::Abort(format!(
             "cannot read the results of the in-cluster run: {e}"
         )),
@@ -286,4 +361,53 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
         create(cluster, Api::<ConfigMap>::namespaced(c.clone(), &ns), data).await?;
     }
     create(cluster, Api::<Job>::namespaced(c, &ns), &o.job).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::upstream_e2e::Settings;
+
+    fn testcase(id: &str) -> Testcase {
+        Testcase {
+            id: id.into(),
+            module: String::new(),
+            module_name: String::new(),
+            target: crate::catalogue::MAIN_TARGET.into(),
+            description: String::new(),
+            url: None,
+            section: None,
+            lifetime: None,
+        }
+    }
+
+    /// The default scope holds the conformance run (3 h `--e2e-timeout` inside the pod): the
+    /// outer process must wait at least that long, not `--timeout` per round (25 min).
+    #[test]
+    fn the_outer_deadline_covers_the_checks_own_deadlines() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let selected: Vec<Testcase> = [
+            "cncf-k8s-conformance",
+            "version-policy-check",
+            "kaas-networking-check",
+        ]
+        .into_iter()
+        .map(testcase)
+        .collect();
+        let e2e = Settings::default();
+        let deadline = outer_deadline(&e2e, minutes(20), &selected);
+        let inner = e2e.e2e_timeout + crate::checks::upstream_e2e::SETUP_GRACE + minutes(40);
+        assert!(deadline >= inner, "{deadline:?} < {inner:?}");
+        let longer = Settings {
+            e2e_timeout: minutes(600),
+            ..Settings::default()
+        };
+        assert!(outer_deadline(&longer, minutes(20), &selected) >= minutes(640));
+        // Without an upstream run, `--timeout` per check and its cleanup.
+        let quick = outer_deadline(&e2e, minutes(1), &selected[1..]);
+        assert_eq!(
+            quick,
+            minutes(2) + 2 * cluster::CLEANUP_BOUND + RUNNER_GRACE
+        );
+    }
 }

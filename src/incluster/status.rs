@@ -1,6 +1,7 @@
 //! `gen`, `status` and `retrieve`: the in-cluster runs seen from outside.
 
 use super::*;
+use k8s_openapi::api::core::v1::Pod;
 
 /// `gen`: the objects of `run --in-cluster` with the same flags, as YAML documents.
 pub fn gen_yaml(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<String, String> {
@@ -113,8 +114,22 @@ pub fn status(connect: &ConnectOptions) -> u8 {
             // A run that FAILed a testcase exits 1, so its Job fails: with results stored,
             // the run itself finished.
             let (state, results) = match read_results(&cluster, &run.namespace).await {
-                Ok(Some(r)) => (format!("Finished (exit {})", r.exit_code()), r.summary()),
-                Ok(None) => (run.state.clone(), "-".into()),
+                Ok(Stored::Complete(r)) => (
+                    format!("Finished (exit {})", r.exit_code()),
+                    format!("complete: {}", r.summary()),
+                ),
+                Ok(Stored::Incomplete { why, .. }) => {
+                    (run.state.clone(), format!("INCOMPLETE: {why}"))
+                }
+                Ok(Stored::Nothing) if run.finished => (
+                    run.state.clone(),
+                    format!(
+                        "none: the run ended without storing results; `scs-kaas-check \
+                         retrieve --run-id {}` fetches its log",
+                        run.run_id
+                    ),
+                ),
+                Ok(Stored::Nothing) => (run.state.clone(), "- (not finished)".into()),
                 Err(e) => (run.state.clone(), format!("({e})")),
             };
             println!(
@@ -168,9 +183,34 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
             });
             return EXIT_USAGE;
         };
+        let dir = args.output_dir.clone().unwrap_or_else(|| {
+            PathBuf::from("reports").join(format!(
+                "{}-{}",
+                jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+                run.run_id
+            ))
+        });
         let results = match read_results(&cluster, &run.namespace).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+            Ok(Stored::Complete(r)) => r,
+            Ok(Stored::Incomplete { why, verdicts }) => {
+                console::critical(&format!(
+                    "the results of run {} ({}) are incomplete: {why}; its own verdicts were: {}",
+                    run.run_id,
+                    run.namespace,
+                    results::verdict_summary(&verdicts)
+                ));
+                save_runner_log(&cluster, run, &dir).await;
+                return EXIT_ABORT;
+            }
+            Ok(Stored::Nothing) if run.finished => {
+                console::critical(&format!(
+                    "run {} ({}) ended without storing results: {}",
+                    run.run_id, run.namespace, run.state
+                ));
+                save_runner_log(&cluster, run, &dir).await;
+                return EXIT_ABORT;
+            }
+            Ok(Stored::Nothing) => {
                 console::critical(&format!(
                     "run {} ({}) has no results yet: {}",
                     run.run_id, run.namespace, run.state
@@ -182,13 +222,6 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
                 return EXIT_ABORT;
             }
         };
-        let dir = args.output_dir.clone().unwrap_or_else(|| {
-            PathBuf::from("reports").join(format!(
-                "{}-{}",
-                jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-                run.run_id
-            ))
-        });
         if let Err(e) = results.write(&dir) {
             console::critical(&format!(
                 "cannot write the reports to {}: {e}",
@@ -198,11 +231,58 @@ pub fn retrieve(args: &RetrieveOptions) -> u8 {
         }
         results.print_verdicts();
         console::note(&format!(
-            "run {}: {} (reports in {})",
+            "run {}: complete results, {} (reports in {})",
             run.run_id,
             results.summary(),
             dir.display()
         ));
         results.exit_code()
     })
+}
+
+/// Fetches the log of the runner pod of a run that ended without (complete) results into
+/// `dir` and prints its last lines: why the run failed.
+async fn save_runner_log(cluster: &Cluster, run: &Found, dir: &Path) {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &run.namespace);
+    let selector = format!("batch.kubernetes.io/job-name={}", manifests::JOB);
+    let pod = match cluster
+        .call(
+            &format!("list the pods of job {}/{}", run.namespace, manifests::JOB),
+            pods.list(&ListParams::default().labels(&selector)),
+        )
+        .await
+    {
+        Ok(list) => list.items.into_iter().next_back(),
+        Err(e) => {
+            console::problem(&format!("cannot find the runner's pod: {e}"));
+            return;
+        }
+    };
+    let Some(name) = pod.and_then(|p| p.metadata.name) else {
+        console::problem(&format!(
+            "the runner's pod of run {} is gone; its log cannot be fetched",
+            run.run_id
+        ));
+        return;
+    };
+    match jobs::read_log(cluster, &run.namespace, &name, None).await {
+        Ok(log) => {
+            let path = dir.join(RUNNER_LOG);
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, &log));
+            match written {
+                Ok(()) => {
+                    let lines: Vec<&str> = log.lines().collect();
+                    for line in &lines[lines.len().saturating_sub(10)..] {
+                        console::note(&format!("[in-cluster] {line}"));
+                    }
+                    console::note(&format!("the runner's log is in {}", path.display()));
+                }
+                Err(e) => console::problem(&format!("cannot write {}: {e}", path.display())),
+            }
+        }
+        Err(e) => console::problem(&format!("cannot fetch the runner's log: {e}")),
+    }
 }

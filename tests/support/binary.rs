@@ -298,6 +298,28 @@ pub fn run_against(sim: &SimCluster, extra: &[&str]) -> Output {
     scs(&args)
 }
 
+/// A subcommand that takes only a cluster (`delete`, `status`, `retrieve`) against the
+/// simulator, with `extra` arguments.
+pub fn against(sim: &SimCluster, subcommand: &str, extra: &[&str]) -> Output {
+    let kubeconfig = sim.kubeconfig_path();
+    let mut args = vec![subcommand, "-k", kubeconfig.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    let out = scs(&args);
+    out.assert_clean_exit();
+    out
+}
+
+/// The line `status` prints for in-cluster run `run_id`.
+pub fn status_line(sim: &SimCluster, run_id: &str) -> String {
+    let status = against(sim, "status", &[]);
+    status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(run_id))
+        .unwrap_or_else(|| panic!("run {run_id} not listed:\n{}", status.stdout))
+        .to_string()
+}
+
 /// Names of the `resource` objects in the simulated cluster that carry the suite's
 /// `app.kubernetes.io/managed-by` label: what a run must not leave behind.
 pub fn suite_objects(sim: &SimCluster, resource: &str) -> Vec<String> {

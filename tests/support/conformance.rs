@@ -76,12 +76,22 @@ pub fn register_focused(sim: &SimCluster, fixtures: &[(&str, &str)]) {
     });
 }
 
+/// Runs the conformance image from the fixture in `dir` (e.g. one a test generated),
+/// whatever `E2E_FOCUS` the pod sets, silent for `pause` after ginkgo's `Will run N of M
+/// specs` line: a long first spec (ginkgo's default reporter prints a spec only when it
+/// ends, so a real run is silent for minutes at a time).
+pub fn register_dir(sim: &SimCluster, dir: PathBuf, pause: std::time::Duration) {
+    sim.register_program(IMAGE, move |ctx| run(ctx, &|_| Some(dir.clone()), pause));
+}
+
 /// `select` maps the effective focus to a fixture directory (`None`: no spec matches).
 fn register_with(
     sim: &SimCluster,
     select: impl Fn(&str) -> Option<PathBuf> + Send + Sync + 'static,
 ) {
-    sim.register_program(IMAGE, move |ctx| run(ctx, &select));
+    sim.register_program(IMAGE, move |ctx| {
+        run(ctx, &select, std::time::Duration::ZERO)
+    });
 }
 
 fn container_env(ctx: &PodContext) -> Vec<(String, String)> {
@@ -190,7 +200,11 @@ fn all_passed(junit: &str) -> String {
         })
 }
 
-fn run(ctx: &PodContext, select: &dyn Fn(&str) -> Option<PathBuf>) -> ProgramResult {
+fn run(
+    ctx: &PodContext,
+    select: &dyn Fn(&str) -> Option<PathBuf>,
+    pause: std::time::Duration,
+) -> ProgramResult {
     let env = container_env(ctx);
     let get = |k: &str, default: &str| {
         env.iter()
@@ -253,6 +267,9 @@ fn run(ctx: &PodContext, select: &dyn Fn(&str) -> Option<PathBuf>) -> ProgramRes
         e2e_log.push('\n');
         std::fs::write(dir.join("e2e.log"), &e2e_log).expect("write e2e.log");
         print(&mut log, line);
+        if line.starts_with("Will run ") {
+            std::thread::sleep(pause);
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let Some(junit) = &outcome.junit else {
@@ -267,6 +284,101 @@ fn run(ctx: &PodContext, select: &dyn Fn(&str) -> Option<PathBuf>) -> ProgramRes
     } else {
         ProgramResult::ok(log)
     }
+}
+
+/// Writes a fixture of realistic size into `dir`: a ginkgo v2 `junit_01.xml` listing
+/// `total` specs of which the first `run` passed (the rest skipped, as a `[Conformance]`
+/// focus leaves them), with names, timelines (`<system-err>`) and time stamps shaped like
+/// the upstream suite's, and the matching `e2e.log`. Public certification submissions
+/// hold about 6600 testcases in about 2.3 MB: `realistic_fixture(dir, 400, 6600)` writes
+/// that much. Returns the size of `junit_01.xml` in bytes.
+pub fn realistic_fixture(dir: &Path, run: usize, total: usize) -> usize {
+    const SIGS: [&str; 8] = [
+        "apps",
+        "node",
+        "network",
+        "storage",
+        "api-machinery",
+        "cli",
+        "auth",
+        "scheduling",
+    ];
+    const DRIVERS: [&str; 6] = [
+        "csi-hostpath",
+        "local][LocalVolumeType: dir-link-bindmounted",
+        "nfs",
+        "emptydir",
+        "hostPathSymlink",
+        "aws",
+    ];
+    const PATTERNS: [&str; 5] = [
+        "Dynamic PV (default fs)",
+        "Pre-provisioned PV (ext4)",
+        "Inline-volume (default fs)",
+        "Generic Ephemeral-volume (block volmode) (late-binding)",
+        "Dynamic PV (filesystem volmode)",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut cases = String::new();
+    for i in 0..total {
+        let r = next();
+        let sig = SIGS[(r % 8) as usize];
+        if i < run {
+            let secs = (r % 90_000) as f64 / 1000.0;
+            let name = format!(
+                "[It] [sig-{sig}] Feature{i} should behave as specified in case {:x} [NodeConformance] [Conformance]",
+                r >> 20
+            );
+            let ms = |k: u64| {
+                format!(
+                    "11/21/25 00:{:02}:{:02}.{:03}",
+                    (i / 60) % 60,
+                    i % 60,
+                    (r >> k) % 1000
+                )
+            };
+            cases.push_str(&format!(
+                "    <testcase name=\"{name}\" classname=\"Kubernetes e2e suite\" status=\"passed\" time=\"{secs}\">\n      <system-err>&gt; Enter [BeforeEach] [sig-{sig}] Feature{i} - set up framework | framework.go:200 @ {}&#xA;STEP: Creating a kubernetes client - k8s.io/kubernetes/test/e2e/framework/framework.go:220 @ {}&#xA;STEP: Building a namespace api object, basename feature{i} - k8s.io/kubernetes/test/e2e/framework/framework.go:259 @ {}&#xA;STEP: Waiting for a default service account to be provisioned in namespace - k8s.io/kubernetes/test/e2e/framework/framework.go:268 @ {}&#xA;&lt; Exit [BeforeEach] [sig-{sig}] Feature{i} - set up framework | framework.go:200 @ {} ({}ms)&#xA;&gt; Enter [It] should behave as specified - k8s.io/kubernetes/test/e2e/{sig}/feature{i}.go:{} @ {}&#xA;&lt; Exit [It] should behave as specified - k8s.io/kubernetes/test/e2e/{sig}/feature{i}.go:{} @ {} ({}s)&#xA;&gt; Enter [DeferCleanup (Each)] [sig-{sig}] Feature{i} - tear down framework | framework.go:203 @ {}&#xA;STEP: Destroying namespace \"feature{i}-{:04x}\" for this suite. - k8s.io/kubernetes/test/e2e/framework/framework.go:454 @ {}&#xA;&lt; Exit [DeferCleanup (Each)] [sig-{sig}] Feature{i} - tear down framework | framework.go:203 @ {} ({}ms)&#xA;</system-err>\n    </testcase>\n",
+                ms(1), ms(5), ms(9), ms(13), ms(17), (r >> 21) % 400,
+                (r >> 23) % 900, ms(25), (r >> 27) % 900, ms(29), secs,
+                ms(33), (r >> 35) & 0xffff, ms(37), ms(41), (r >> 43) % 400,
+            ));
+        } else {
+            let name = if r % 3 == 0 {
+                format!(
+                    "[It] [sig-storage] In-tree Volumes [Driver: {}] [Testpattern: {}] subPath should support file as subpath {i}",
+                    DRIVERS[((r >> 8) % 6) as usize],
+                    PATTERNS[((r >> 16) % 5) as usize]
+                )
+            } else {
+                format!(
+                    "[It] [sig-{sig}] [Feature:Example{}] Component {:x} should handle the documented case {i} [Serial]",
+                    (r >> 12) % 97,
+                    r >> 40
+                )
+            };
+            cases.push_str(&format!(
+                "    <testcase name=\"{name}\" classname=\"Kubernetes e2e suite\" status=\"skipped\" time=\"0\">\n      <skipped message=\"skipped\"></skipped>\n    </testcase>\n"
+            ));
+        }
+    }
+    let skipped = total - run;
+    let junit = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{total}\" disabled=\"{skipped}\" errors=\"0\" failures=\"0\" time=\"5400.1\">\n  <testsuite name=\"Kubernetes e2e suite\" package=\"/usr/local/bin\" tests=\"{total}\" disabled=\"0\" skipped=\"{skipped}\" errors=\"0\" failures=\"0\" time=\"5400.1\" timestamp=\"2025-11-21T00:00:00\">\n    <properties><property name=\"SuiteSucceeded\" value=\"true\"></property></properties>\n{cases}  </testsuite>\n</testsuites>\n"
+    );
+    let log = format!(
+        "{HEADER}Will run {run} of {total} specs\n{}\nRan {run} of {total} Specs in 5400.100 seconds\nSUCCESS! -- {run} Passed | 0 Failed | 0 Pending | {skipped} Skipped\n",
+        "•\n".repeat(run)
+    );
+    std::fs::write(dir.join("junit_01.xml"), &junit).expect("write junit_01.xml");
+    std::fs::write(dir.join("e2e.log"), log).expect("write e2e.log");
+    junit.len()
 }
 
 #[cfg(test)]
@@ -327,6 +439,14 @@ mod tests {
         "netpol-accepted",
         "netpol-fail",
     ];
+
+    #[test]
+    fn the_realistic_fixture_is_consistent_and_of_real_size() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let size = realistic_fixture(dir.path(), 400, 6600);
+        assert!((2_000_000..3_000_000).contains(&size), "{size} bytes");
+        assert_consistent("realistic", &Ginkgo::fixture(dir.path()));
+    }
 
     #[test]
     fn fixtures_agree_with_their_junit() {

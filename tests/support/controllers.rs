@@ -288,6 +288,18 @@ fn deployments(store: &mut Store, pod_admission: Option<&str>) {
             .into_iter()
             .filter(|p| !is_terminal(p) && !is_deleting(p))
             .collect();
+        if d.get("status").is_none() {
+            // The deployment controller's event (on the Deployment; its ReplicaSet is named
+            // after the pod template's hash).
+            let (rs, _) = replica_set_name(&d);
+            store.record_event(
+                &d,
+                "Normal",
+                "ScalingReplicaSet",
+                &format!("Scaled up replica set {rs} from 0 to {want}"),
+                "deployment-controller",
+            );
+        }
         let mut refused = None;
         while active.len() < want {
             if let Some(reason) = pod_admission {
@@ -1002,12 +1014,13 @@ fn schedule(store: &mut Store) {
                     set_condition(p, json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
                 });
                 if let Some(p) = updated {
-                    store.record_event(
+                    store.record_series_event(
                         &p,
                         "Normal",
                         "Scheduled",
                         &format!("Successfully assigned {ns}/{name} to {node}"),
                         "default-scheduler",
+                        "Binding",
                     );
                     cl.assigned.push(p);
                 }
@@ -1025,12 +1038,13 @@ fn schedule(store: &mut Store) {
                         set_condition(p, json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastProbeTime": null, "lastTransitionTime": now}));
                     });
                     if let Some(p) = updated {
-                        store.record_event(
+                        store.record_series_event(
                             &p,
                             "Warning",
                             "FailedScheduling",
                             &msg,
                             "default-scheduler",
+                            "Scheduling",
                         );
                     }
                 }
@@ -1102,7 +1116,10 @@ fn kubelet(shared: &Arc<Shared>, store: &mut Store, state: &mut State) {
         let name = name_of(&pod).to_string();
         let uid = uid_of(&pod).to_string();
         if let Some(img) = bad_image {
-            image_pull_failure(store, &pod, &img, "ErrImagePull");
+            let cause = format!(
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"{img}\": failed to resolve reference \"{img}\": {img}: not found"
+            );
+            image_pull_failure(store, &pod, &img, "ErrImagePull", &cause);
             let shared = shared.clone();
             let delay = shared.spec.pod_start_delay.max(Duration::from_millis(100));
             tokio::spawn(async move {
@@ -1111,22 +1128,56 @@ fn kubelet(shared: &Arc<Shared>, store: &mut Store, state: &mut State) {
                 if let Some(pod) = store.get("pods", &ns, &name).cloned()
                     && uid_of(&pod) == uid
                 {
-                    image_pull_failure(&mut store, &pod, &img, "ImagePullBackOff");
+                    image_pull_failure(&mut store, &pod, &img, "ImagePullBackOff", &cause);
                 }
             });
             continue;
         }
+        // Images a registry rate-limits: the first pulls fail with 429, the kubelet backs
+        // off and retries, and a later pull succeeds.
+        let flaky: Option<(String, u32)> = containers(&pod).iter().find_map(|c| {
+            let img = str_at(c, "image");
+            shared
+                .spec
+                .flaky_images
+                .iter()
+                .find(|(i, n)| i == img && *n > 0)
+                .cloned()
+        });
         state.next_ip += 1;
         let ip = format!("10.244.{}.{}", state.next_ip / 250, state.next_ip % 250 + 1);
         let shared = shared.clone();
         tokio::spawn(async move {
+            if let Some((img, failures)) = flaky {
+                let cause = format!(
+                    "rpc error: code = Unknown desc = failed to pull and unpack image \"{img}\": failed to resolve reference \"{img}\": unexpected status from HEAD request to https://registry.example/v2/manifests/latest: 429 Too Many Requests"
+                );
+                let delay = shared.spec.pod_start_delay.max(Duration::from_millis(100));
+                for _ in 0..failures {
+                    for reason in ["ErrImagePull", "ImagePullBackOff"] {
+                        {
+                            let mut store = shared.store.lock();
+                            match store.get("pods", &ns, &name).cloned() {
+                                Some(pod) if uid_of(&pod) == uid => {
+                                    image_pull_failure(&mut store, &pod, &img, reason, &cause)
+                                }
+                                _ => return,
+                            }
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
             tokio::time::sleep(shared.spec.pod_start_delay).await;
             start_pod(shared, ns, name, uid, ip).await;
         });
     }
 }
 
-fn image_pull_failure(store: &mut Store, pod: &Value, img: &str, reason: &str) {
+/// The kubelet's state and events for a failed pull of `img` whose runtime error is
+/// `cause`: `ErrImagePull` with the cause, then during the back-off `ImagePullBackOff`,
+/// whose message newer kubelets (1.30+) follow with the previous pull's error.
+fn image_pull_failure(store: &mut Store, pod: &Value, img: &str, reason: &str, cause: &str) {
     let ns = namespace_of(pod).to_string();
     let name = name_of(pod).to_string();
     let now = now_rfc3339();
@@ -1136,9 +1187,9 @@ fn image_pull_failure(store: &mut Store, pod: &Value, img: &str, reason: &str) {
             let cimg = str_at(c, "image");
             let waiting = if cimg == img {
                 let msg = if reason == "ErrImagePull" {
-                    format!("rpc error: code = NotFound desc = failed to pull and unpack image \"{img}\": failed to resolve reference \"{img}\": not found")
+                    cause.to_string()
                 } else {
-                    format!("Back-off pulling image \"{img}\"")
+                    format!("Back-off pulling image \"{img}\": ErrImagePull: {cause}")
                 };
                 json!({"reason": reason, "message": msg})
             } else {
@@ -1177,7 +1228,7 @@ fn image_pull_failure(store: &mut Store, pod: &Value, img: &str, reason: &str) {
             &p,
             "Warning",
             "Failed",
-            &format!("Failed to pull image \"{img}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{img}\": failed to resolve reference \"{img}\": {img}: not found"),
+            &format!("Failed to pull image \"{img}\": {cause}"),
             "kubelet",
         );
         store.record_event(&p, "Warning", "Failed", "Error: ErrImagePull", "kubelet");

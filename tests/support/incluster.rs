@@ -3,8 +3,10 @@
 //!   type `kubernetes.io/service-account-token` (annotation
 //!   `kubernetes.io/service-account.name`) whose `data.token` is the token. Requests with such
 //!   a token are made by `system:serviceaccount:<namespace>:<name>` (recorded per request).
-//! - Following a pod's log (`pods/{name}/log?follow=true`): the stream ends when the
-//!   container has terminated (or the pod is gone).
+//! - Reading a pod's log (`pods/{name}/log`) with the kubelet's `timestamps` (each line
+//!   prefixed with its RFC 3339 time with nanoseconds and a space) and `sinceTime` (RFC 3339,
+//!   seconds; lines written at or after it) parameters; following it (`follow=true`): the
+//!   stream ends when the container has terminated (or the pod is gone).
 //! - [`register_suite_image`]: the kubelet runs the REAL binary for containers of the suite's
 //!   image, as a pod gets it: `KUBERNETES_SERVICE_HOST`/`_PORT` pointing at the simulator,
 //!   the service account token, `ca.crt` and `namespace` at
@@ -18,13 +20,13 @@ use super::SimCluster;
 use super::server::{Body, Shared};
 use super::spec::{PodContext, ProgramResult};
 use super::store::SharedStore;
-use super::util::{random_suffix, str_at};
+use super::util::{ApiError, random_suffix, str_at};
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -94,14 +96,62 @@ fn container_done(store: &SharedStore, ns: &str, name: &str) -> bool {
     }
 }
 
+/// The kubelet's log parameters the simulator honours.
+#[derive(Debug, Default, Clone)]
+pub(super) struct LogOptions {
+    timestamps: bool,
+    since: Option<jiff::Timestamp>,
+}
+
+impl LogOptions {
+    pub(super) fn parse(query: &HashMap<String, String>) -> Result<LogOptions, ApiError> {
+        let since = match query.get("sinceTime") {
+            None => None,
+            Some(t) => Some(t.parse::<jiff::Timestamp>().map_err(|e| {
+                ApiError::bad_request(format!("sinceTime: parsing time {t:?} as RFC3339: {e}"))
+            })?),
+        };
+        Ok(LogOptions {
+            timestamps: matches!(
+                query.get("timestamps").map(String::as_str),
+                Some("true" | "1")
+            ),
+            since,
+        })
+    }
+
+    /// The lines at or after `since`, with their time in front when asked for.
+    pub(super) fn render(&self, lines: &[(jiff::Timestamp, String)]) -> String {
+        lines
+            .iter()
+            .filter(|(at, _)| self.since.is_none_or(|s| *at >= s))
+            .map(|(at, line)| {
+                if self.timestamps {
+                    format!("{at} {line}")
+                } else {
+                    line.clone()
+                }
+            })
+            .collect()
+    }
+}
+
 /// `GET pods/{name}/log?follow=true`: the log so far, then what is appended, until the
-/// container has terminated.
-pub(super) fn follow_log(shared: &Arc<Shared>, ns: &str, name: &str) -> Response<Body> {
+/// container has terminated. Complete lines go out as they are written; an unterminated
+/// last line only at the end.
+pub(super) fn follow_log(
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let options = LogOptions::parse(query)?;
     let store = shared.store.clone();
     let (ns, name) = (ns.to_string(), name.to_string());
     let stream = futures::stream::unfold((0usize, false), move |(sent, ended)| {
         let store = store.clone();
         let (ns, name) = (ns.clone(), name.clone());
+        let options = options.clone();
         async move {
             if ended {
                 return None;
@@ -109,14 +159,13 @@ pub(super) fn follow_log(shared: &Arc<Shared>, ns: &str, name: &str) -> Response
             loop {
                 // Decide "done" before reading, so nothing written before the end is lost.
                 let done = container_done(&store, &ns, &name);
-                let log = store
-                    .lock()
-                    .pod_log(&ns, &name)
-                    .map(str::to_string)
-                    .unwrap_or_default();
-                if log.len() > sent {
-                    let chunk = Bytes::from(log[sent..].to_string());
-                    return Some((Ok::<_, Infallible>(Frame::data(chunk)), (log.len(), done)));
+                let mut lines = store.lock().pod_log_lines(&ns, &name);
+                if !done && lines.last().is_some_and(|(_, l)| !l.ends_with('\n')) {
+                    lines.pop();
+                }
+                if lines.len() > sent {
+                    let chunk = Bytes::from(options.render(&lines[sent..]));
+                    return Some((Ok::<_, Infallible>(Frame::data(chunk)), (lines.len(), done)));
                 }
                 if done {
                     return None;
@@ -125,11 +174,11 @@ pub(super) fn follow_log(shared: &Arc<Shared>, ns: &str, name: &str) -> Response
             }
         }
     });
-    Response::builder()
+    Ok(Response::builder()
         .status(200)
         .header("content-type", "text/plain")
         .body(StreamBody::new(stream).boxed())
-        .unwrap_or_else(|_| Response::new(http_body_util::Full::new(Bytes::new()).boxed()))
+        .unwrap_or_else(|_| Response::new(http_body_util::Full::new(Bytes::new()).boxed())))
 }
 
 /// Runs the real binary for containers whose image starts with `image_prefix`.
@@ -421,4 +470,37 @@ fn run_container(ctx: &PodContext, port: &str, ca: &str) -> ProgramResult {
         exit_code: status.code().unwrap_or(137),
         log: text,
     }
+}
+
+/// The service account of in-cluster runners (`system:serviceaccount:<ns>:scs-kaas-check`).
+const RUNNER_ACCOUNT: &str = ":scs-kaas-check";
+
+/// Every request the in-cluster runner made with its service account was granted by its
+/// RBAC (the simulator authorizes service accounts like an API server): the ClusterRole
+/// `gen` prints covers every call, including calls whose refusal the code would survive.
+/// Returns how many requests the runner made.
+pub fn assert_runner_granted(sim: &SimCluster) -> usize {
+    let mine: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.user.starts_with("system:serviceaccount:") && r.user.ends_with(RUNNER_ACCOUNT)
+        })
+        .collect();
+    let refused: Vec<String> = mine
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| {
+            format!(
+                "{} {}?{} ({} {}/{})",
+                r.method, r.path, r.query, r.verb, r.resource, r.subresource
+            )
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the runner's RBAC does not grant:\n{}",
+        refused.join("\n")
+    );
+    mine.len()
 }

@@ -24,14 +24,20 @@
 //! - Only JSON bodies; protobuf/CBOR requests get 415 (kube-rs is fine; `kubectl create`
 //!   sends protobuf for built-in types and therefore fails). No server-side Table output.
 //! - Faults are checked before authentication; every request is recorded in the log.
+//! - Service accounts (the in-cluster runs) are authorized by RBAC like on a real server
+//!   (`rbac.rs`); the kubeconfig's user is an administrator, limited only by `deny`.
 //! - Forbidden messages follow the real server: on `create` the name is unknown to the
 //!   authorizer, so the message is `namespaces is forbidden: User "sim-user" cannot create ...`.
 //! - Creating in a Terminating namespace gives 403 Forbidden (like the real server);
 //!   creating in a missing namespace gives 404.
 //! - Strategic merge patch and apply patch are treated as JSON merge patch; JSON patch
 //!   (RFC 6902) is supported; `dryRun=All` is honoured; `limit`/`continue` are ignored.
-//! - Deletion is immediate (no graceful termination, no finalizers) except for namespaces;
-//!   dependents are garbage-collected through `ownerReferences`.
+//! - Deletion is immediate (no graceful termination, no finalizers) except for namespaces,
+//!   which stay `Terminating` for `namespace_termination` (deleting one again meanwhile
+//!   answers 409 Conflict, like the namespace registry); dependents are garbage-collected
+//!   through `ownerReferences`.
+//! - ConfigMaps and Secrets over 1 MiB of data are refused with 422 (the API server's
+//!   `core.MaxSecretSize` validation).
 //! - Deployments own their pods directly (no ReplicaSets, no rolling updates on template
 //!   change; a ReplicaSet object appears only to carry `FailedCreate` when admission refuses
 //!   pods, see `ClusterSpec::pod_admission`); jobs run one pod at a time until
@@ -41,10 +47,12 @@
 pub mod binary;
 pub mod conformance;
 mod controllers;
+pub mod idle_proxy;
 pub mod incluster;
 pub mod loadbalancer;
 mod network;
 pub mod proxy;
+mod rbac;
 mod resources;
 pub mod scs;
 mod selectors;
@@ -78,15 +86,15 @@ use serde_json::{Value, json};
 use server::{Dynamic, Shared};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use util::Background;
 
 /// A running simulated cluster. Dropping it shuts the server down.
 pub struct SimCluster {
+    /// Stops the server first when dropped.
+    _server: Background,
     shared: Arc<Shared>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 fn node_object(spec: &NodeSpec, index: usize, kubelet_version: &str) -> Value {
@@ -261,8 +269,7 @@ impl SimCluster {
             shared,
             dir,
             kubeconfig,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: Background::new(tx, thread),
         }
     }
 
@@ -277,6 +284,18 @@ impl SimCluster {
         let ca = ca_pem.unwrap_or(&self.shared.ca_pem);
         std::fs::write(&path, tls::kubeconfig_yaml(&self.url(), ca, token))
             .expect("write kubeconfig");
+        path
+    }
+
+    /// A kubeconfig for the default user that reaches the API server at `server` (e.g. a
+    /// proxy in front of the simulator).
+    pub fn write_kubeconfig_for(&self, name: &str, server: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(
+            &path,
+            tls::kubeconfig_yaml(server, &self.shared.ca_pem, &self.shared.spec.token),
+        )
+        .expect("write kubeconfig");
         path
     }
 
@@ -315,6 +334,25 @@ impl SimCluster {
             .lock()
             .get(resource, namespace, name)
             .cloned()
+    }
+
+    /// Starts deleting namespace `name` as an earlier `DELETE` would have (it is
+    /// `Terminating` at once, its finalizers still at work) and removes it with its content
+    /// `after` that long.
+    pub fn terminate_namespace(&self, name: &str, after: std::time::Duration) {
+        self.shared.store.with(|s| {
+            s.modify("namespaces", "", name, |o| {
+                util::obj_mut(o, "metadata")
+                    .insert("deletionTimestamp".into(), util::now_rfc3339().into());
+                util::obj_mut(o, "status").insert("phase".into(), "Terminating".into());
+            })
+        });
+        let store = self.shared.store.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            store.lock().purge_namespace(&name);
+        });
     }
 
     /// Events (core/v1) about the object with this name in this namespace.
@@ -381,17 +419,6 @@ impl SimCluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((image_prefix.to_string(), Arc::new(program)));
-    }
-}
-
-impl Drop for SimCluster {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! on the requested port, whatever host was asked for, so tests can use names that resolve
 //! nowhere (and send nothing off this machine). Dropping it stops it.
 
+use super::util::Background;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,13 +22,13 @@ pub enum Kind {
 
 /// A running proxy.
 pub struct Proxy {
+    /// Stops the server first when dropped.
+    _server: Background,
     /// `http://127.0.0.1:PORT`, `https://127.0.0.1:PORT` or `socks5://127.0.0.1:PORT`.
     pub url: String,
     /// PEM of the CA that signed an `https://` proxy's certificate (empty otherwise).
     pub ca_pem: String,
     tunnels: Arc<Mutex<Vec<String>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -86,8 +87,7 @@ impl Proxy {
             url: format!("{scheme}://{addr}"),
             ca_pem,
             tunnels,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: Background::new(tx, thread),
         }
     }
 
@@ -97,17 +97,6 @@ impl Proxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

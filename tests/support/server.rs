@@ -371,7 +371,18 @@ pub(super) async fn handle(
             .ok_or_else(not_found_path),
         Route::ResourceList(g, v) => Ok(json_response(200, &resource_list(&shared, &g, &v))),
         Route::Resource(t) => {
-            resource_request(&shared, &method, *t, &query, watch, &content_type, &body).await
+            let user = record.user.clone();
+            resource_request(
+                &shared,
+                &method,
+                *t,
+                &query,
+                watch,
+                &content_type,
+                &body,
+                &user,
+            )
+            .await
         }
         Route::NotFound => Err(not_found_path()),
     };
@@ -470,7 +481,7 @@ fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
-fn forbidden(def: &ResourceDef, t: &Target, verb: &str) -> ApiError {
+fn forbidden(def: &ResourceDef, t: &Target, verb: &str, user: &str) -> ApiError {
     let res = if t.sub.is_empty() {
         def.plural.clone()
     } else {
@@ -491,7 +502,7 @@ fn forbidden(def: &ResourceDef, t: &Target, verb: &str) -> ApiError {
         &def.plural,
         &t.name,
         format!(
-            "{subject} is forbidden: User \"{USER}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}",
+            "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}",
             def.group
         ),
     )
@@ -535,6 +546,7 @@ fn selectors(query: &HashMap<String, String>) -> Result<(LabelSelector, FieldSel
     Ok((ls, fs))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource_request(
     shared: &Arc<Shared>,
     method: &Method,
@@ -543,6 +555,7 @@ async fn resource_request(
     watch: bool,
     content_type: &str,
     body: &[u8],
+    user: &str,
 ) -> Result<Response<Body>, ApiError> {
     let def = t.def.clone().ok_or_else(not_found_path)?;
     let verb = verb_for(method, &t, watch);
@@ -550,7 +563,20 @@ async fn resource_request(
         return Err(ApiError::method_not_allowed());
     }
     if shared.denied(verb, &def.plural, &t.sub) {
-        return Err(forbidden(&def, &t, verb));
+        return Err(forbidden(&def, &t, verb, USER));
+    }
+    let granted = super::rbac::allowed(
+        &shared.store.lock(),
+        user,
+        verb,
+        &def.group,
+        &def.plural,
+        &t.sub,
+        &t.namespace,
+        &t.name,
+    );
+    if !granted {
+        return Err(forbidden(&def, &t, verb, user));
     }
     let (ls, fs) = selectors(query)?;
     // dryRun comes as a query parameter, or in the DeleteOptions body for deletes.
@@ -591,9 +617,9 @@ async fn resource_request(
                     .get("pods", &t.namespace, &t.name)
                     .is_some() =>
         {
-            Ok(super::incluster::follow_log(shared, &t.namespace, &t.name))
+            super::incluster::follow_log(shared, &t.namespace, &t.name, query)
         }
-        "get" if t.sub == "log" => pod_log(shared, &def, &t),
+        "get" if t.sub == "log" => pod_log(shared, &def, &t, query),
         "get" if t.sub == "proxy" => {
             super::network::pod_proxy(shared, &t.namespace, &t.name, &t.proxy_path, query).await
         }
@@ -606,6 +632,9 @@ async fn resource_request(
         }
         "create" => {
             let obj = parse_body(body)?;
+            if def.plural == "selfsubjectaccessreviews" {
+                return Ok(json_response(201, &access_review(shared, user, obj)));
+            }
             create(shared, &def, &t, obj, dry)
         }
         "update" => {
@@ -675,6 +704,58 @@ fn check_namespace(
     Ok(())
 }
 
+/// `core.MaxSecretSize`: the most a ConfigMap's or Secret's data may hold.
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// The API server's size validation of ConfigMaps and Secrets (kubernetes
+/// `pkg/apis/core/validation`: `ValidateConfigMap` adds up the values of `data` and the
+/// decoded bytes of `binaryData`, `ValidateSecret` those of `data`, and over
+/// `core.MaxSecretSize` = 1 MiB the object is invalid: 422 with a `TooLong` cause for the
+/// whole object).
+fn validate_size(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    if !matches!(def.plural.as_str(), "configmaps" | "secrets") {
+        return Ok(());
+    }
+    let sum = |key: &str, decode: bool| -> usize {
+        obj.get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| {
+                let s = v.as_str().unwrap_or_default();
+                if decode {
+                    // base64: 3 bytes per 4 characters, less the padding.
+                    s.len() / 4 * 3 - s.chars().rev().take_while(|c| *c == '=').count()
+                } else {
+                    s.len()
+                }
+            })
+            .sum()
+    };
+    let secret = def.plural == "secrets";
+    let total = if secret {
+        sum("data", true)
+    } else {
+        sum("data", false) + sum("binaryData", true)
+    };
+    if total <= MAX_DATA_BYTES {
+        return Ok(());
+    }
+    let field = if secret { "data" } else { "[]" };
+    let mut e = ApiError::invalid(
+        &def.group,
+        &def.kind,
+        name_of(obj),
+        &format!("{field}: Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+    );
+    e.details["causes"] = json!([{
+        "reason": "FieldValueTooLong",
+        "message": format!("Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+        "field": field,
+    }]);
+    Err(e)
+}
+
 fn create(
     shared: &Arc<Shared>,
     def: &ResourceDef,
@@ -682,9 +763,6 @@ fn create(
     mut obj: Value,
     dry: bool,
 ) -> Result<Response<Body>, ApiError> {
-    if def.plural == "selfsubjectaccessreviews" {
-        return Ok(json_response(201, &access_review(shared, obj)));
-    }
     if !t.name.is_empty() {
         return Err(ApiError::method_not_allowed());
     }
@@ -712,6 +790,7 @@ fn create(
             format!("pods \"{name}\" is forbidden: {reason}"),
         ));
     }
+    validate_size(def, &obj)?;
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("uid");
@@ -776,6 +855,7 @@ fn update(
         .cloned()
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &t.name))?;
     let obj = apply_subresource(def, t, &current, obj);
+    validate_size(def, &obj)?;
     let updated = store.update_opts(&def.plural, obj, true, dry)?;
     Ok(json_response(200, &updated))
 }
@@ -834,6 +914,7 @@ fn patch(
     }
     target_body_check(def, t, &mut merged)?;
     let obj = apply_subresource(def, t, &current, merged);
+    validate_size(def, &obj)?;
     let updated = store.update_opts(&def.plural, obj, true, dry)?;
     Ok(json_response(200, &updated))
 }
@@ -868,7 +949,20 @@ fn delete_object(
             return Err(ApiError::not_found("", "namespaces", &t.name));
         };
         if str_at(&ns, "status.phase") == "Terminating" {
-            return Ok(ns);
+            // The namespace registry (kubernetes pkg/registry/core/namespace/storage) answers
+            // a delete of a namespace whose finalizers still run with 409 Conflict.
+            let mut e = ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on namespaces \"{}\": The system is ensuring \
+                     all content is removed from this namespace.  Upon completion, this \
+                     namespace will automatically be purged by the system.",
+                    t.name
+                ),
+            );
+            e.details = json!({"name": t.name, "kind": "namespaces"});
+            return Err(e);
         }
         let wait = shared.spec.namespace_termination;
         let name = t.name.clone();
@@ -894,17 +988,28 @@ fn delete_object(
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &t.name))
 }
 
-fn access_review(shared: &Shared, mut obj: Value) -> Value {
+fn access_review(shared: &Shared, user: &str, mut obj: Value) -> Value {
     let attrs = obj
         .get("spec")
         .and_then(|s| s.get("resourceAttributes"))
         .cloned();
     let allowed = match attrs {
-        Some(a) => !shared.denied(
-            str_at(&a, "verb"),
-            str_at(&a, "resource"),
-            str_at(&a, "subresource"),
-        ),
+        Some(a) => {
+            !shared.denied(
+                str_at(&a, "verb"),
+                str_at(&a, "resource"),
+                str_at(&a, "subresource"),
+            ) && super::rbac::allowed(
+                &shared.store.lock(),
+                user,
+                str_at(&a, "verb"),
+                str_at(&a, "group"),
+                str_at(&a, "resource"),
+                str_at(&a, "subresource"),
+                str_at(&a, "namespace"),
+                str_at(&a, "name"),
+            )
+        }
         None => true,
     };
     obj["kind"] = "SelfSubjectAccessReview".into();
@@ -918,13 +1023,20 @@ fn access_review(shared: &Shared, mut obj: Value) -> Value {
     obj
 }
 
-fn pod_log(shared: &Shared, def: &ResourceDef, t: &Target) -> Result<Response<Body>, ApiError> {
+fn pod_log(
+    shared: &Shared,
+    def: &ResourceDef,
+    t: &Target,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let options = super::incluster::LogOptions::parse(query)?;
     let store = shared.store.lock();
     let pod = store
         .get("pods", &t.namespace, &t.name)
         .ok_or_else(|| ApiError::not_found(&def.group, "pods", &t.name))?;
-    if let Some(log) = store.pod_log(&t.namespace, &t.name) {
-        return Ok(text_response(200, log.to_string()));
+    if store.pod_log(&t.namespace, &t.name).is_some() {
+        let lines = store.pod_log_lines(&t.namespace, &t.name);
+        return Ok(text_response(200, options.render(&lines)));
     }
     let statuses = pod
         .get("status")

@@ -25,6 +25,10 @@ pub struct ClusterSpec {
     pub pod_start_delay: Duration,
     /// Pods using these images never start (ErrImagePull / ImagePullBackOff).
     pub unpullable_images: Vec<String>,
+    /// `(image, n)`: the first `n` pulls of the image for each pod fail with a registry's
+    /// `429 Too Many Requests` (ErrImagePull, then ImagePullBackOff while the kubelet backs
+    /// off); the next pull succeeds.
+    pub flaky_images: Vec<(String, u32)>,
     /// A deleted namespace stays `Terminating` this long (0 = vanishes immediately).
     pub namespace_termination: Duration,
     /// Extra API groups (served in discovery and with generic storage).
@@ -75,6 +79,7 @@ impl Default for ClusterSpec {
             faults: vec![],
             pod_start_delay: Duration::from_millis(200),
             unpullable_images: vec![],
+            flaky_images: vec![],
             namespace_termination: Duration::ZERO,
             extra_api_groups: vec![],
             provisioners: vec![],

@@ -50,7 +50,7 @@ pub struct Store {
     history: VecDeque<Arc<StoreEvent>>,
     tx: broadcast::Sender<Arc<StoreEvent>>,
     resources: Arc<Vec<ResourceDef>>,
-    logs: HashMap<Key, String>,
+    logs: HashMap<Key, PodLog>,
     next_cluster_ip: u32,
 }
 
@@ -71,6 +71,39 @@ impl SharedStore {
     pub fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.lock())
     }
+}
+
+/// The parts of an Event every recorder writes: name, namespace, the involved object,
+/// type, reason and message.
+fn event_about(involved: &Value, event_type: &str, reason: &str, message: &str) -> Value {
+    let ns = match namespace_of(involved) {
+        "" => "default",
+        ns => ns,
+    };
+    json!({
+        "metadata": {
+            "name": format!("{}.{:016x}", name_of(involved), random_u64()),
+            "namespace": ns,
+        },
+        "involvedObject": {
+            "kind": str_at(involved, "kind"),
+            "apiVersion": str_at(involved, "apiVersion"),
+            "name": name_of(involved),
+            "namespace": namespace_of(involved),
+            "uid": str_at(involved, "metadata.uid"),
+            "resourceVersion": str_at(involved, "metadata.resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+    })
+}
+
+/// A pod's log and the time of each of its lines.
+#[derive(Debug, Default)]
+struct PodLog {
+    text: String,
+    stamps: Vec<jiff::Timestamp>,
 }
 
 /// Receives every later change of the store.
@@ -497,12 +530,43 @@ impl Store {
     pub fn pod_log(&self, namespace: &str, pod: &str) -> Option<&str> {
         self.logs
             .get(&(namespace.to_string(), pod.to_string()))
-            .map(String::as_str)
+            .map(|l| l.text.as_str())
     }
 
-    pub fn set_pod_log(&mut self, namespace: &str, pod: &str, log: impl Into<String>) {
+    /// The log's lines (each with its `\n`, except an unterminated last one), with the time
+    /// each was written, as the kubelet keeps them (CRI log lines carry their time).
+    pub fn pod_log_lines(&self, namespace: &str, pod: &str) -> Vec<(jiff::Timestamp, String)> {
         self.logs
-            .insert((namespace.to_string(), pod.to_string()), log.into());
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(|l| {
+                l.text
+                    .split_inclusive('\n')
+                    .zip(&l.stamps)
+                    .map(|(line, at)| (*at, line.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Replaces the pod's log. Lines that were there before keep their time; new lines get
+    /// the current time (never earlier than the line before).
+    pub fn set_pod_log(&mut self, namespace: &str, pod: &str, log: impl Into<String>) {
+        let text: String = log.into();
+        let entry = self
+            .logs
+            .entry((namespace.to_string(), pod.to_string()))
+            .or_default();
+        let same = entry
+            .text
+            .split_inclusive('\n')
+            .zip(text.split_inclusive('\n'))
+            .take_while(|(a, b)| a == b && a.ends_with('\n'))
+            .count();
+        entry.stamps.truncate(same);
+        let now = jiff::Timestamp::now().max(entry.stamps.last().copied().unwrap_or_default());
+        let lines = text.split_inclusive('\n').count();
+        entry.stamps.resize(lines, now);
+        entry.text = text;
     }
 
     /// Record a core/v1 Event about `involved` (any stored object).
@@ -514,35 +578,71 @@ impl Store {
         message: &str,
         component: &str,
     ) {
-        let ns = match namespace_of(involved) {
-            "" => "default",
-            ns => ns,
-        }
-        .to_string();
         let now = now_rfc3339();
-        let ev = json!({
-            "metadata": {
-                "name": format!("{}.{:016x}", name_of(involved), random_u64()),
-                "namespace": ns,
-            },
-            "involvedObject": {
-                "kind": str_at(involved, "kind"),
-                "apiVersion": str_at(involved, "apiVersion"),
-                "name": name_of(involved),
-                "namespace": namespace_of(involved),
-                "uid": str_at(involved, "metadata.uid"),
-                "resourceVersion": str_at(involved, "metadata.resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "count": 1,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "source": {"component": component},
-            "reportingComponent": component,
-            "reportingInstance": "",
-        });
+        let mut ev = event_about(involved, event_type, reason, message);
+        for (k, v) in [
+            ("count", json!(1)),
+            ("firstTimestamp", json!(now)),
+            ("lastTimestamp", json!(now)),
+            ("source", json!({"component": component})),
+            ("reportingComponent", json!(component)),
+            ("reportingInstance", json!("")),
+        ] {
+            ev[k] = v;
+        }
+        let _ = self.create("events", ev);
+    }
+
+    /// Record an Event the way an `events.k8s.io/v1` recorder (kube-scheduler, client-go
+    /// `tools/events`) writes it, as read through `core/v1`: `eventTime`, `action`,
+    /// `reportingController`/`reportingInstance`, and no `firstTimestamp`, `lastTimestamp`
+    /// or `count`. The same event again (same object, reason, message) within six minutes
+    /// becomes a `series` on the first one (`count`, `lastObservedTime`).
+    pub fn record_series_event(
+        &mut self,
+        involved: &Value,
+        event_type: &str,
+        reason: &str,
+        message: &str,
+        controller: &str,
+        action: &str,
+    ) {
+        let uid = str_at(involved, "metadata.uid").to_string();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let earlier = self
+            .iter("events")
+            .find(|e| {
+                str_at(e, "involvedObject.uid") == uid
+                    && str_at(e, "reason") == reason
+                    && str_at(e, "message") == message
+            })
+            .cloned();
+        if let Some(e) = earlier {
+            let count = e
+                .get("series")
+                .and_then(|s| s.get("count"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                + 1;
+            self.modify("events", namespace_of(&e), name_of(&e), |o| {
+                o["series"] = json!({"count": count, "lastObservedTime": now});
+            });
+            return;
+        }
+        let mut ev = event_about(involved, event_type, reason, message);
+        for (k, v) in [
+            ("eventTime", json!(now)),
+            ("action", json!(action)),
+            ("reportingComponent", json!(controller)),
+            ("reportingInstance", json!(format!("{controller}-sim"))),
+            ("source", json!({})),
+            ("firstTimestamp", Value::Null),
+            ("lastTimestamp", Value::Null),
+        ] {
+            ev[k] = v;
+        }
         let _ = self.create("events", ev);
     }
 

@@ -1,8 +1,39 @@
 //! Small helpers: API errors shaped like Kubernetes `Status` objects, time stamps,
-//! pseudo-random names, base64 and JSON path/merge helpers.
+//! pseudo-random names, base64 and JSON path/merge helpers, and the handle of a server on
+//! its own thread.
 
 use serde_json::{Map, Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A server running on its own thread (the simulator, the test proxies): dropping it sends
+/// the shutdown signal and joins the thread.
+pub struct Background {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn new(
+        shutdown: tokio::sync::oneshot::Sender<()>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> Background {
+        Background {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// An API error, rendered as a Kubernetes `Status` object with the matching HTTP code.
 #[derive(Debug, Clone, PartialEq)]

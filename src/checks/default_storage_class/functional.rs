@@ -213,15 +213,28 @@ async fn wait_bound(
     let name = class.name_any();
     let (pvc, volume_name) = match waited {
         Ok(found) => found,
+        Err(wait::Timeout {
+            refused: Some(e), ..
+        }) => {
+            return Err(Requirement::abort(
+                IDS[3],
+                format!("cannot watch claim {CLAIM}: {e}"),
+            ));
+        }
         Err(timeout) => {
             let phase = timeout
                 .last
                 .first()
                 .and_then(|p| p.status.as_ref()?.phase.clone())
                 .unwrap_or_else(|| "missing".into());
-            let events =
-                wait::recent_events(&cluster.client, namespace, CLAIM, cluster.request_timeout)
-                    .await;
+            let events = wait::recent_events(
+                &cluster.client,
+                namespace,
+                "PersistentVolumeClaim",
+                CLAIM,
+                cluster.request_timeout,
+            )
+            .await;
             let mut details: Vec<String> = events.iter().map(|e| format!("  {e}")).collect();
             details.insert(0, format!("claim {CLAIM}: {phase}"));
             if binding_mode(class) == "WaitForFirstConsumer" {

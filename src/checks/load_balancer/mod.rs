@@ -318,10 +318,21 @@ async fn wait_address(
     let started = Instant::now();
     match wait::object(&services, name, deadline, |svc| svc.and_then(address_of)).await {
         Ok(address) => Ok((address, started.elapsed())),
+        Err(wait::Timeout {
+            refused: Some(e), ..
+        }) => Err(Requirement::abort(
+            "address-assigned",
+            format!("cannot watch Service {name}: {e}"),
+        )),
         Err(timeout) => {
-            let events =
-                wait::recent_events(&cluster.client, namespace, name, cluster.request_timeout)
-                    .await;
+            let events = wait::recent_events(
+                &cluster.client,
+                namespace,
+                "Service",
+                name,
+                cluster.request_timeout,
+            )
+            .await;
             Err(Requirement::fail(
                 "address-assigned",
                 format!(

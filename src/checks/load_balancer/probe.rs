@@ -207,6 +207,9 @@ async fn probe_from_cluster(
     .await;
     let (phase, pod_ip) = match ended {
         Ok(x) => x,
+        Err(wait::Timeout {
+            refused: Some(e), ..
+        }) => return fail(format!("cannot watch the probe pod {pod_name}: {e}")),
         Err(timeout) => {
             let state = timeout
                 .last

@@ -1,11 +1,12 @@
 //! The results sidecar of an upstream e2e run (`e2e-collect`, this suite's image next to
 //! the conformance container): it waits for the `done` file the conformance image writes
-//! into the shared results directory, then stores `junit_01.xml` and `e2e.log` (cut from
-//! the front to fit) in a ConfigMap of the pod's namespace.
+//! into the shared results directory, then stores `junit_01.xml` and `e2e.log` whole (a
+//! conformance `junit_01.xml` is ~2.3 MB) as a bundle of ConfigMaps of the pod's namespace
+//! (`cluster::bundle`). Results it cannot store end it with a `CRITICAL:` line and exit code 3.
 
 use super::{DONE_KEY, JUNIT_KEY, LOG_KEY};
+use crate::cluster::bundle;
 use crate::cluster::config::ConnectOptions;
-use crate::cluster::objects::{CONFIGMAP_BUDGET, cut_front, store_configmap};
 use crate::cluster::preflight::{self, ConnectError};
 use crate::console;
 use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
@@ -61,26 +62,36 @@ pub fn collect(args: &CollectOptions) -> u8 {
             DONE_KEY.to_string(),
             std::fs::read_to_string(&done).unwrap_or_default(),
         );
-        match std::fs::read_to_string(args.results_dir.join(JUNIT_KEY)) {
-            Ok(text) => {
-                data.insert(JUNIT_KEY.to_string(), text);
+        match std::fs::read(args.results_dir.join(JUNIT_KEY)) {
+            Ok(bytes) => {
+                data.insert(
+                    JUNIT_KEY.to_string(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                );
             }
             Err(e) => console::caution(&format!("no {JUNIT_KEY}: {e}")),
         }
-        if let Ok(log) = std::fs::read_to_string(args.results_dir.join(LOG_KEY)) {
-            let used: usize = data.values().map(String::len).sum();
+        if let Ok(log) = std::fs::read(args.results_dir.join(LOG_KEY)) {
             data.insert(
                 LOG_KEY.to_string(),
-                cut_front(&log, CONFIGMAP_BUDGET.saturating_sub(used)),
+                String::from_utf8_lossy(&log).into_owned(),
             );
         }
-        match store_configmap(&client, args.request_timeout, &args.configmap, data).await {
+        let stored = bundle::store(
+            &client,
+            args.request_timeout,
+            &args.configmap,
+            data,
+            BTreeMap::new(),
+        )
+        .await;
+        match stored {
             Ok(line) => {
                 console::note(&line);
                 EXIT_OK
             }
             Err(e) => {
-                console::critical(&e.to_string());
+                console::critical(&format!("cannot store the e2e results: {e}"));
                 EXIT_ABORT
             }
         }

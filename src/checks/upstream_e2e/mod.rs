@@ -19,11 +19,12 @@
 //!   `junit_01.xml` (`--report-dir`), and at the end (also after a failure) go-runner tars
 //!   the directory to `e2e.tar.gz` and writes that tarball's absolute path to `done`;
 //! - `results`: this suite's image running `e2e-collect`, which waits for `done` and stores
-//!   `junit_01.xml` and `e2e.log` (cut from the front to fit) in ConfigMap
-//!   `scs-kaas-check-e2e-results` of the namespace.
+//!   `junit_01.xml` and `e2e.log` whole as a bundle of ConfigMaps
+//!   `scs-kaas-check-e2e-results[-part-N]` of the namespace (`cluster::bundle`).
 //!
 //! The check follows the `e2e` container's log for progress (ginkgo's `Will run N of M
-//! specs` and one `•` line per spec), then reads the ConfigMap: no kubectl, no exec.
+//! specs` and one `•` line per spec), resuming it when the stream is cut; once the pod's
+//! status says the container has terminated, it reads the bundle: no kubectl, no exec.
 //! Failures matching the ok-to-fail list are accepted (listed with their reason) and do not
 //! fail the testcase. The outcome carries the upstream testcases (the JUnit report lists
 //! them in a testsuite of their own) and keeps `e2e.log` and `junit_01.xml` (the files a
@@ -37,12 +38,11 @@ use super::{CheckContext, CheckDef, Options};
 use crate::catalogue::{MAIN_TARGET, Testcase};
 use crate::cluster::errors::human_duration;
 use crate::cluster::objects::{self, create};
-use crate::cluster::{Cluster, ClusterObject, jobs, namespace_name, pods, wait, workload};
-use crate::console;
+use crate::cluster::{Cluster, ClusterObject, bundle, jobs, namespace_name, pods, wait, workload};
 use crate::outcome::{CheckOutcome, Requirement};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
+    EmptyDirVolumeSource, EnvVar, Pod, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
 use kube::api::Api;
@@ -68,6 +68,9 @@ pub const LOG_KEY: &str = "e2e.log";
 pub const DONE_KEY: &str = "done";
 /// Time the check gets beyond `--e2e-timeout` to set up and clean up.
 pub const SETUP_GRACE: Duration = Duration::from_secs(300);
+/// How long the results sidecar may take to store the results and exit once the e2e
+/// container has terminated (it looks for `done` every 2 s, then writes a few ConfigMaps).
+const SIDECAR_GRACE: Duration = Duration::from_secs(120);
 
 /// Settings of the upstream e2e runs (durations are wall-clock limits).
 #[derive(Debug, Clone)]
@@ -509,37 +512,74 @@ async fn drive(
     ctx.log.info(format!(
         "pod {ns}/{pod} started; following the e2e container"
     ));
-    let broke = jobs::follow(cluster, &ns, &pod, Some(E2E_CONTAINER), |line| {
-        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-        if p.line(line) {
-            ctx.log.info(format!("[e2e] {}", p.summary()));
+    let followed = jobs::follow(
+        cluster,
+        &ns,
+        &pod,
+        Some(E2E_CONTAINER),
+        |event| match event {
+            jobs::LogEvent::Line(line) => {
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                if p.line(line) {
+                    ctx.log.info(format!("[e2e] {}", p.summary()));
+                }
+            }
+            jobs::LogEvent::Note(note) => ctx.log.info(note),
+        },
+    )
+    .await;
+    let last = || progress.lock().unwrap_or_else(|e| e.into_inner()).summary();
+    match followed {
+        Ok(jobs::Followed::Terminated { resumed, .. }) if resumed > 0 => ctx.log.info(format!(
+            "the e2e container has terminated; its log stream was resumed {resumed} time(s)"
+        )),
+        Ok(jobs::Followed::Terminated { .. }) => {}
+        Ok(jobs::Followed::Gone) => {
+            return Ended::Abort(format!(
+                "the e2e pod {ns}/{pod} was deleted before the e2e container finished; last \
+                 progress: {}",
+                last()
+            ));
         }
+        Err(e) => {
+            return Ended::Abort(format!(
+                "cannot follow the e2e run: {e}; last progress: {}",
+                last()
+            ));
+        }
+    }
+    // The e2e container has terminated (per the pod's status); the sidecar stores the
+    // results right after (the manifest last) and exits, which ends the pod.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+    let _ = wait::object(&pods, &pod, SIDECAR_GRACE, |p| {
+        p.is_none_or(|p| matches!(pods::phase(p).as_str(), "Succeeded" | "Failed"))
+            .then_some(())
     })
     .await;
-    if let Some(warning) = broke {
-        console::caution(&warning);
-    }
-    // The e2e container has ended; the sidecar stores the results right after.
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
-    let waited = wait::object(&cms, RESULTS_CONFIGMAP, Duration::from_secs(120), |cm| {
-        cm.map(|cm| cm.data.clone().unwrap_or_default())
-    })
-    .await;
-    match waited {
-        Ok(data) => Ended::Results(data),
-        Err(_) => {
-            let pods: Api<Pod> = Api::namespaced(c, &ns);
-            let state = match cluster.call("read the e2e pod", pods.get_opt(&pod)).await {
-                Ok(Some(p)) => pods::describe(&p, &|_| String::new()),
-                Ok(None) => format!("pod {pod} is gone"),
-                Err(e) => e.to_string(),
-            };
-            let last = progress.lock().unwrap_or_else(|e| e.into_inner()).summary();
-            Ended::Abort(format!(
-                "the e2e run ended without handing back results ({state}); last progress: {last}"
-            ))
-        }
-    }
+    let why = match bundle::read(&c, cluster.request_timeout, &ns, RESULTS_CONFIGMAP).await {
+        Ok(bundle::Found::Complete(b)) => return Ended::Results(b.files),
+        Ok(bundle::Found::Incomplete { why, .. }) => format!("its results are incomplete: {why}"),
+        Ok(bundle::Found::Nothing) => "it handed back no results".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let state = match cluster.call("read the e2e pod", pods.get_opt(&pod)).await {
+        Ok(Some(p)) => pods::describe(&p, &|_| String::new()),
+        Ok(None) => format!("pod {pod} is gone"),
+        Err(e) => e.to_string(),
+    };
+    // The sidecar says why it could not store them.
+    let sidecar = match jobs::read_log(cluster, &ns, &pod, Some(SIDECAR)).await {
+        Ok(log) => log
+            .lines()
+            .rfind(|l| l.starts_with("CRITICAL"))
+            .map(|l| format!("; the results sidecar said: {l}"))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Ended::Abort(format!(
+        "the e2e run ended, but {why} ({state}){sidecar}; last progress: {}",
+        last()
+    ))
 }
 
 fn name_of(meta: &kube::api::ObjectMeta) -> String {
