@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -193,11 +194,15 @@ func (p *Provisioner) syncClaim(ctx context.Context, key string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	rootMode := os.FileMode(0o755) // a fresh file system: root:root 0755
 	if prov.Source == "hostPath" || prov.Source == "local" {
-		_ = os.Chmod(dir, 0o777) // local-path-provisioner's setup: mkdir -m 0777
-	} else {
-		_ = os.Chmod(dir, 0o755) // a fresh file system: root:root 0755
+		rootMode = 0o777 // local-path-provisioner's setup: mkdir -m 0777
 	}
+	if prov.RootMode != "" {
+		m, _ := strconv.ParseUint(prov.RootMode, 8, 32) // checked by scenario.Load
+		rootMode = os.FileMode(m)
+	}
+	_ = os.Chmod(dir, rootMode)
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        pvName,
@@ -230,6 +235,9 @@ func (p *Provisioner) syncClaim(ctx context.Context, key string) error {
 		}
 		pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: prov.Name, VolumeHandle: pvName, FSType: fsType,
 			VolumeAttributes: map[string]string{"storage.kubernetes.io/csiProvisionerIdentity": "testbed-" + prov.Name}}
+		if prov.LosesData {
+			pv.Spec.CSI.VolumeAttributes[node.LosesDataAttribute] = "true"
+		}
 	}
 	affinity := prov.NodeAffinity
 	if prov.Source == "local" && (affinity == "" || affinity == "none") {
