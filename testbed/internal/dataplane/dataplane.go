@@ -127,6 +127,10 @@ func Start(ctx context.Context, cfg Config, admin kubernetes.Interface, nodes []
 			"--proxy-mode="+mode,
 			"--cluster-cidr="+netsetup.ClusterCIDR,
 			"--nodeport-addresses=primary",
+			// Rules follow every Service and EndpointSlice change at once (default: at most
+			// once a second): the test bed's pods start in a fraction of a second, and a
+			// probe must not outrun the rules as it never does on real nodes.
+			"--iptables-min-sync-period=0",
 			// Leave nf_conntrack_max alone: it is the host's, not the node namespace's.
 			"--conntrack-max-per-core=0",
 			"--metrics-bind-address=127.0.0.1:10249",
