@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,6 +162,9 @@ func run(argv []string) int {
 		}
 	}
 	o.scenario, o.agnhost, o.kubeRouter, o.suite, o.fixtures = absolute(o.scenario), absolute(o.agnhost), absolute(o.kubeRouter), absolute(o.suite), absolute(o.fixtures)
+	if err := commands(sc); err != nil {
+		return fail("%v", err)
+	}
 	if o.prefix == "" {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
@@ -265,6 +269,28 @@ func run(argv []string) int {
 	cleanupAll()
 	fmt.Fprintf(os.Stderr, "testbed: stopped, network namespaces %s-* removed\n", o.prefix)
 	return code
+}
+
+// commands checks that the programs the scenario's network needs are installed.
+func commands(sc *scenario.Scenario) error {
+	need := map[string]string{"ip": "iproute2", "nsenter": "util-linux", "iptables": "iptables", "nft": "nftables"}
+	if sc.Network.Policy == dataplane.PolicyKubeRouter {
+		need["ipset"] = "ipset"
+	}
+	if sc.LoadBalancer.Mode == "proxy" {
+		need["haproxy"] = "haproxy"
+	}
+	var missing []string
+	for cmd, pkg := range need {
+		if _, err := exec.LookPath(cmd); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", cmd, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("missing programs: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // unmountUnder lazily unmounts anything still mounted below dir in this mount namespace.
