@@ -330,15 +330,19 @@ fn ip_preservation_without_any_address_measured_nothing_and_does_not_pass() {
     let out = run(&sim, &[IP], &["--lb-timeout", "2s"]);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.verdict(IP).as_deref(), Some("ABORT"));
+    // The cloud controller refused both Services with a Warning event: each mode is
+    // decided (the optional requirement fails, a warning under the default policy), while
+    // preservation, which needs a measured source address, cannot be decided.
     for (mode, policy) in [("cluster", "Cluster"), ("local", "Local")] {
-        let message = out.junit_message(&format!("{IP}/{mode}"));
+        let summary = out.junit_out(&format!("{IP}/{mode}"));
         assert!(
-            message.starts_with(&format!(
-                "externalTrafficPolicy {policy}: not measured: Service {mode} (type \
-                 LoadBalancer) got no external address within 2s"
-            )),
-            "{message}"
+            summary.starts_with(&format!(
+                "WARNING externalTrafficPolicy {policy}: Service {mode} (type LoadBalancer) \
+                 got no external address within 2s"
+            )) && summary.contains("Quota exceeded for resources"),
+            "{summary}"
         );
+        assert_eq!(out.report_requirement(&format!("{IP}/{mode}")).0, "fail");
     }
     let message = out.junit_message(&format!("{IP}/preservation"));
     assert!(

@@ -6,21 +6,12 @@
 mod support;
 
 use std::time::Duration;
+use support::NETWORK_POLICY_SCENARIOS as POLICY_SCENARIOS;
 use support::binary::*;
 use support::{ApiGroupSpec, Blocked, ClusterSpec, NetworkProfile, SimCluster};
 
 const NET: &str = "kaas-networking-check";
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
-const POLICY_SCENARIOS: [&str; 8] = [
-    "default-deny-ingress",
-    "ingress-pod-selector",
-    "ingress-namespace-selector",
-    "ingress-pod-and-namespace-selector",
-    "ingress-port",
-    "default-deny-egress",
-    "egress-pod-selector",
-    "egress-ipblock-except",
-];
 
 fn req(id: &str) -> String {
     format!("{NET}/{id}")

@@ -205,7 +205,20 @@ fn unescape(s: &str) -> String {
 
 /// A command for the binary with a clean environment: no KUBECONFIG, an empty HOME.
 pub fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_via(home, &[])
+}
+
+/// [`command`] started through `wrapper`, a program with arguments that then executes the
+/// binary (e.g. `ip netns exec NS`); an empty `wrapper` runs the binary directly.
+pub fn command_via(home: &Path, wrapper: &[&str]) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(BIN);
+            cmd
+        }
+        None => Command::new(BIN),
+    };
     cmd.env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("GITHUB_TOKEN")
@@ -263,14 +276,27 @@ pub fn eventually(what: &str, within: std::time::Duration, mut cond: impl FnMut(
     }
 }
 
+/// Runs the binary with `args` like [`scs`], started through `wrapper` (see [`command_via`]).
+pub fn scs_via(wrapper: &[&str], args: &[&str]) -> Output {
+    prepared_via(wrapper, args, |mut cmd| cmd.output().expect("binary runs"))
+}
+
 /// The binary with `args` in a fresh home (and `--output-dir` for `run`/`e2e`), executed by
 /// `execute`.
 fn prepared(args: &[&str], execute: impl FnOnce(Command) -> std::process::Output) -> Output {
+    prepared_via(&[], args, execute)
+}
+
+fn prepared_via(
+    wrapper: &[&str],
+    args: &[&str],
+    execute: impl FnOnce(Command) -> std::process::Output,
+) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
     let out_dir = dir.path().join("out");
-    let mut cmd = command(&home);
+    let mut cmd = command_via(&home, wrapper);
     cmd.args(args);
     if matches!(args.first(), Some(&"run" | &"e2e")) {
         cmd.arg("--output-dir").arg(&out_dir);

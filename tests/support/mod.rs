@@ -82,6 +82,19 @@ pub use store::{EventReceiver, EventType, SharedStore, Store, StoreEvent};
 #[allow(unused_imports)]
 pub use util::ApiError;
 
+/// kaas-networking-check's policy scenarios after the baseline, in the order it runs them
+/// (their requirement ids).
+pub const NETWORK_POLICY_SCENARIOS: [&str; 8] = [
+    "default-deny-ingress",
+    "ingress-pod-selector",
+    "ingress-namespace-selector",
+    "ingress-pod-and-namespace-selector",
+    "ingress-port",
+    "default-deny-egress",
+    "egress-pod-selector",
+    "egress-ipblock-except",
+];
+
 use serde_json::{Value, json};
 use server::{Dynamic, Shared};
 use std::path::PathBuf;

@@ -8,10 +8,16 @@
 //! binary FAILS the test with the build instructions: a test never skips silently.
 //! The test bed needs root (network namespaces, mounts); CI runs as root.
 //!
+//! Every test bed also has a client namespace (`<prefix>-client`, 198.51.100.10) behind the
+//! load balancer namespace: [`TestBed::client_run`] runs the suite there, where it reaches
+//! the API server on the node network and the load balancers' addresses as a machine
+//! outside the cluster does (see testbed/README.md, "Network layout").
+//!
 //! ```text
 //! let tb = TestBed::start("three-zones");
 //! let out = scs(&["run", "-k", tb.kubeconfig_str(), "--check", "node-distribution-check"]);
 //! let pods = tb.block_on(async { Api::<Pod>::all(tb.client()).list(&Default::default()).await });
+//! let out = tb.client_run(&["--check", "lb-service-check"]);
 //! ```
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -55,6 +61,8 @@ pub struct TestBed {
     child: Option<Child>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    client_netns: String,
+    client_kubeconfig: PathBuf,
     prefix: String,
     server: String,
     version: String,
@@ -168,6 +176,8 @@ impl TestBed {
             .expect("tokio runtime");
         TestBed {
             kubeconfig: PathBuf::from(field("kubeconfig")),
+            client_netns: field("client-netns"),
+            client_kubeconfig: PathBuf::from(field("client-kubeconfig")),
             server: field("server"),
             version: field("version"),
             ready_seconds: field("seconds").parse().unwrap_or(0.0),
@@ -186,6 +196,42 @@ impl TestBed {
 
     pub fn kubeconfig_str(&self) -> &str {
         self.kubeconfig.to_str().expect("utf-8 path")
+    }
+
+    /// The admin kubeconfig for the client namespace (server `https://172.30.0.1:6443`, the
+    /// API server's address on the node network).
+    pub fn client_kubeconfig_str(&self) -> &str {
+        self.client_kubeconfig.to_str().expect("utf-8 path")
+    }
+
+    /// What starts a program inside the client namespace: `ip netns exec <prefix>-client`.
+    pub fn client_wrapper(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.client_netns]
+    }
+
+    /// The suite binary inside the client namespace, with the clean environment of
+    /// [`super::binary::command`] (`home` is its HOME); add arguments and run it.
+    pub fn suite_command(&self, home: &Path) -> Command {
+        super::binary::command_via(home, &self.client_wrapper())
+    }
+
+    /// `run -k <client kubeconfig> --offline <extra>` inside the client namespace, with a
+    /// fresh output directory (see [`super::binary::scs`]).
+    pub fn client_run(&self, extra: &[&str]) -> super::binary::Output {
+        let mut args = vec!["run", "-k", self.client_kubeconfig_str(), "--offline"];
+        args.extend_from_slice(extra);
+        super::binary::scs_via(&self.client_wrapper(), &args)
+    }
+
+    /// Runs `argv` inside the test bed's network namespace `<prefix>-<name>` (`world`,
+    /// `lb`, `client`, `n0`, ...) and returns what it printed.
+    pub fn run_in(&self, name: &str, argv: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{name}", self.prefix)])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {}-{name}: {e}", self.prefix))
     }
 
     /// `https://127.0.0.1:PORT` (a forwarder in the host's namespace).

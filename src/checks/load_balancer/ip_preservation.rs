@@ -329,6 +329,13 @@ fn mode_requirement(row: &Row) -> Requirement {
     }
 }
 
+/// Whether the Service got no address because the cloud controller refused it (a `Warning`
+/// event about the Service), as opposed to nobody answering at all.
+fn refused_by_the_cloud(no_address: &Requirement) -> bool {
+    no_address.status == crate::outcome::Status::Fail
+        && no_address.details.iter().any(|e| e.starts_with("Warning "))
+}
+
 /// `preservation`: which measured modes show the client address. Nothing measured decides
 /// nothing: ABORT, never a pass.
 fn summary(rows: &[Row], annotations: &[(String, String)]) -> Requirement {
@@ -397,8 +404,11 @@ async fn measure(
     let address = match wait_address(ctx, namespace, &mode.id).await {
         Ok((a, _)) => a,
         Err(r) => {
+            // A cloud controller that refused the Service (a Warning event such as
+            // SyncLoadBalancerFailed: e.g. an OVN load balancer refusing the PROXY protocol
+            // annotation) has decided this mode; silence decides nothing.
+            row.unmeasured = !refused_by_the_cloud(&r);
             row.note = r.message;
-            row.unmeasured = true;
             return row;
         }
     };

@@ -4,6 +4,10 @@
 //
 //	testbed run --scenario scenarios/three-zones.yaml [--dir DIR] [--prefix P] ...
 //	testbed cleanup --prefix P
+//
+// Internal subcommands: serve (the world namespace's process), container-init (a
+// container), go-runner (the conformance image emulation), kube-proxy (upstream
+// kube-proxy, run inside a node's network namespace).
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,11 +33,14 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-base/cli"
 	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
+	kubeproxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 
 	"scs-kaas-check/testbed/internal/cloud"
 	"scs-kaas-check/testbed/internal/controlplane"
+	"scs-kaas-check/testbed/internal/dataplane"
 	"scs-kaas-check/testbed/internal/gorunner"
 	"scs-kaas-check/testbed/internal/netsetup"
 	"scs-kaas-check/testbed/internal/node"
@@ -44,7 +52,8 @@ import (
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
   testbed run --scenario FILE [--dir DIR] [--prefix PREFIX] [--listen 127.0.0.1:0]
-              [--agnhost PATH] [--suite-binary PATH] [--fixtures DIR] [--keep]
+              [--agnhost PATH] [--kube-router PATH] [--suite-binary PATH]
+              [--fixtures DIR] [--keep]
   testbed cleanup --prefix PREFIX [--dir DIR]
   testbed cleanup --stale        (every test bed whose control plane no longer runs)
 `)
@@ -52,8 +61,8 @@ func usage() {
 }
 
 type options struct {
-	scenario, dir, prefix, listen, agnhost, suite, fixtures string
-	keep                                                    bool
+	scenario, dir, prefix, listen, agnhost, kubeRouter, suite, fixtures string
+	keep                                                                bool
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -62,6 +71,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.prefix, "prefix", "", "name prefix of network namespaces (default: tb + random)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "address of the API server forwarder in the host's namespace")
 	fs.StringVar(&o.agnhost, "agnhost", "", "agnhost binary (default: agnhost next to this binary)")
+	fs.StringVar(&o.kubeRouter, "kube-router", "", "kube-router binary for network.policy kube-router (default: kube-router next to this binary)")
 	fs.StringVar(&o.suite, "suite-binary", "", "scs-kaas-check binary for images */scs-kaas-check:*")
 	fs.StringVar(&o.fixtures, "fixtures", "", "tests/fixtures/e2e directory for the conformance image emulation")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory after stopping")
@@ -69,7 +79,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 
 func (o *options) args() []string {
 	return []string{"--scenario=" + o.scenario, "--dir=" + o.dir, "--prefix=" + o.prefix, "--listen=" + o.listen,
-		"--agnhost=" + o.agnhost, "--suite-binary=" + o.suite, "--fixtures=" + o.fixtures}
+		"--agnhost=" + o.agnhost, "--kube-router=" + o.kubeRouter, "--suite-binary=" + o.suite, "--fixtures=" + o.fixtures}
 }
 
 func main() {
@@ -92,6 +102,10 @@ func main() {
 		os.Exit(128)
 	case "go-runner":
 		os.Exit(gorunner.Main())
+	case "kube-proxy":
+		cmd := kubeproxy.NewProxyCommand()
+		cmd.SetArgs(os.Args[2:])
+		os.Exit(cli.Run(cmd))
 	default:
 		usage()
 	}
@@ -139,7 +153,18 @@ func run(argv []string) int {
 	if _, err := os.Stat(o.agnhost); err != nil {
 		return fail("agnhost binary: %v (build it with testbed/build.sh)", err)
 	}
-	o.scenario, o.agnhost, o.suite, o.fixtures = absolute(o.scenario), absolute(o.agnhost), absolute(o.suite), absolute(o.fixtures)
+	if o.kubeRouter == "" {
+		o.kubeRouter = filepath.Join(filepath.Dir(self), "kube-router")
+	}
+	if sc.Network.Policy == dataplane.PolicyKubeRouter {
+		if _, err := os.Stat(o.kubeRouter); err != nil {
+			return fail("kube-router binary: %v (build it with testbed/build.sh)", err)
+		}
+	}
+	o.scenario, o.agnhost, o.kubeRouter, o.suite, o.fixtures = absolute(o.scenario), absolute(o.agnhost), absolute(o.kubeRouter), absolute(o.suite), absolute(o.fixtures)
+	if err := commands(sc); err != nil {
+		return fail("%v", err)
+	}
 	if o.prefix == "" {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
@@ -171,7 +196,7 @@ func run(argv []string) int {
 			if createdDir {
 				_ = os.RemoveAll(o.dir)
 			} else {
-				for _, sub := range []string{"nodes", "volumes", "etcd", "pki", "nginx-etc"} {
+				for _, sub := range []string{"nodes", "volumes", "etcd", "pki", "nginx-etc", "lb"} {
 					_ = os.RemoveAll(filepath.Join(o.dir, sub))
 				}
 			}
@@ -186,6 +211,16 @@ func run(argv []string) int {
 			cleanupAll()
 			return fail("%v", err)
 		}
+	}
+	pool := ""
+	if sc.LoadBalancer.ForwardsTraffic() {
+		if pool = sc.LoadBalancer.Pool; pool == "" {
+			pool = netsetup.DataPlanePool
+		}
+	}
+	if err := netsetup.CreateEdge(o.prefix, pool, sc.Client.BehindNAT); err != nil {
+		cleanupAll()
+		return fail("%v", err)
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -234,6 +269,28 @@ func run(argv []string) int {
 	cleanupAll()
 	fmt.Fprintf(os.Stderr, "testbed: stopped, network namespaces %s-* removed\n", o.prefix)
 	return code
+}
+
+// commands checks that the programs the scenario's network needs are installed.
+func commands(sc *scenario.Scenario) error {
+	need := map[string]string{"ip": "iproute2", "nsenter": "util-linux", "iptables": "iptables", "nft": "nftables"}
+	if sc.Network.Policy == dataplane.PolicyKubeRouter {
+		need["ipset"] = "ipset"
+	}
+	if sc.LoadBalancer.Mode == "proxy" {
+		need["haproxy"] = "haproxy"
+	}
+	var missing []string
+	for cmd, pkg := range need {
+		if _, err := exec.LookPath(cmd); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", cmd, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("missing programs: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // unmountUnder lazily unmounts anything still mounted below dir in this mount namespace.
@@ -371,11 +428,13 @@ func serve(argv []string) int {
 		return fail("%v", err)
 	}
 	storage.Run(ctx, admin, o.dir, sc.Storage)
-	provider, err := cloud.NewProvider(sc.LoadBalancer)
+	provider, err := cloud.NewProvider(sc.LoadBalancer, cloud.Config{Prefix: o.prefix, Dir: o.dir})
 	if err != nil {
 		return fail("%v", err)
 	}
-	cloud.Run(ctx, admin, provider)
+	if err := cloud.Run(ctx, admin, provider); err != nil {
+		return fail("cloud controller: %v", err)
+	}
 
 	self, _ := os.Executable()
 	programs := &node.Programs{
@@ -409,11 +468,35 @@ func serve(argv []string) int {
 	}
 	defer stopAgents()
 
+	// The per-node network components, as DaemonSets would run them.
+	dp, err := dataplane.Start(ctx, dataplane.Config{
+		Prefix: o.prefix, Dir: o.dir, Self: self, KubeRouter: o.kubeRouter,
+		ServerURL: controlplane.ServerURL(), CA: files.CA, Network: sc.Network,
+	}, admin, sc.Nodes)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer dp.Stop()
+	go func() {
+		if why := <-dp.Failed(); ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "testbed: error: %s (logs in %s/nodes)\n", why, o.dir)
+			sigs <- syscall.SIGTERM
+		}
+	}()
 	if err := waitNodesReady(readyCtx, admin, len(sc.Nodes)); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Printf("testbed ready: kubeconfig=%s server=https://%s version=%s nodes=%d prefix=%s dir=%s seconds=%.1f\n",
-		kubeconfig, hostLn.Addr(), gitVersion, len(sc.Nodes), o.prefix, o.dir, time.Since(start).Seconds())
+	if err := dp.WaitReady(readyCtx); err != nil {
+		return fail("%v", err)
+	}
+	// The client namespace reaches the API server on the node network, whose address the
+	// serving certificate covers.
+	clientKubeconfig := filepath.Join(o.dir, "client.kubeconfig")
+	if err := os.WriteFile(clientKubeconfig, []byte(pki.Kubeconfig(controlplane.ServerURL(), files.CA.CertPEM, "kubernetes-admin", files.Admin)), 0o600); err != nil {
+		return fail("%v", err)
+	}
+	fmt.Printf("testbed ready: kubeconfig=%s server=https://%s version=%s nodes=%d prefix=%s dir=%s client-netns=%s client-kubeconfig=%s seconds=%.1f\n",
+		kubeconfig, hostLn.Addr(), gitVersion, len(sc.Nodes), o.prefix, o.dir, netsetup.Client(o.prefix), clientKubeconfig, time.Since(start).Seconds())
 	<-sigs
 	stopAgents()
 	cancel()

@@ -1,44 +1,58 @@
-// Package cloud emulates a cloud controller manager's service controller for Services of
-// type LoadBalancer: it adds the cleanup finalizer, asks a Provider for an address and
-// writes status.loadBalancer and the events a real cloud controller writes.
+// Package cloud is the test bed's cloud: a cloudprovider.Interface whose LoadBalancer the
+// upstream service controller (k8s.io/cloud-provider/controllers/service, as a cloud
+// controller manager runs it) drives. The controller adds the cleanup finalizer, picks
+// the member nodes (not labelled node.kubernetes.io/exclude-from-external-load-balancers),
+// writes status.loadBalancer and the events EnsuringLoadBalancer, EnsuredLoadBalancer,
+// SyncLoadBalancerFailed, UpdatedLoadBalancer, DeletingLoadBalancer, DeletedLoadBalancer.
+//
+// The modes (scenario loadBalancer.mode): none (no controller at all), assign (addresses
+// only), fail (every attempt fails), and the load balancers of balancers.go that really
+// forward traffic in the load balancer namespace: proxy, l3 and unreachable.
 package cloud
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+	cloudprovider "k8s.io/cloud-provider"
+	servicecontroller "k8s.io/cloud-provider/controllers/service"
+	controllersmetrics "k8s.io/component-base/metrics/prometheus/controllers"
 	"k8s.io/utils/ptr"
 
 	"scs-kaas-check/testbed/internal/netsetup"
 	"scs-kaas-check/testbed/internal/scenario"
 )
 
-const finalizer = "service.kubernetes.io/load-balancer-cleanup"
-
-// Provider is the seam for load balancer implementations. The data-plane issue adds
-// providers that really forward traffic (proxy, l3, unreachable).
-type Provider interface {
-	// Ensure provisions (or updates) the load balancer and returns its ingress.
-	Ensure(ctx context.Context, svc *corev1.Service) ([]corev1.LoadBalancerIngress, error)
-	// Delete removes it.
-	Delete(ctx context.Context, svc *corev1.Service) error
+// Config locates the load balancer namespace and the test bed's directory.
+type Config struct {
+	Prefix string
+	Dir    string
 }
 
-// NewProvider returns the provider for a scenario's mode; nil for "none" (no cloud
-// controller at all: nothing happens, no events).
-func NewProvider(lb scenario.LoadBalancer) (Provider, error) {
+// NewProvider returns the cloud for a scenario's load balancer mode; nil for "none" (no
+// cloud controller at all: nothing happens, no events).
+func NewProvider(lb scenario.LoadBalancer, cfg Config) (cloudprovider.Interface, error) {
+	pool := lb.Pool
+	switch {
+	case pool != "":
+	case lb.ForwardsTraffic():
+		pool = netsetup.DataPlanePool
+	default:
+		pool = netsetup.LoadBalancerPool
+	}
+	_, n, err := net.ParseCIDR(pool)
+	if err != nil {
+		return nil, err
+	}
+	alloc := &allocator{pool: n, byService: map[types.UID]string{}}
 	switch lb.Mode {
 	case "", "none":
 		return nil, nil
@@ -47,174 +61,141 @@ func NewProvider(lb scenario.LoadBalancer) (Provider, error) {
 		if msg == "" {
 			msg = "quota exceeded for resource loadbalancer"
 		}
-		return failing{msg}, nil
+		return &provider{lb: failing{msg}}, nil
 	case "assign":
-		pool := lb.Pool
-		if pool == "" {
-			pool = netsetup.LoadBalancerPool
-		}
-		_, n, err := net.ParseCIDR(pool)
-		if err != nil {
-			return nil, err
-		}
-		return &assigning{pool: n, byService: map[string]string{}}, nil
+		return &provider{lb: &assigning{alloc: alloc}}, nil
+	case "proxy", "l3", "unreachable":
+		return &provider{lb: newBalancers(lb, cfg, alloc)}, nil
 	}
 	return nil, fmt.Errorf("unknown load balancer mode %q", lb.Mode)
 }
 
-type failing struct{ msg string }
-
-func (f failing) Ensure(context.Context, *corev1.Service) ([]corev1.LoadBalancerIngress, error) {
-	return nil, fmt.Errorf("%s", f.msg)
+// Run starts the upstream service controller for the provider (no-op for nil).
+func Run(ctx context.Context, c kubernetes.Interface, cloud cloudprovider.Interface) error {
+	if cloud == nil {
+		return nil
+	}
+	f := informers.NewSharedInformerFactory(c, 0)
+	ctrl, err := servicecontroller.New(cloud, c, f.Core().V1().Services(), f.Core().V1().Nodes(), "testbed", utilfeature.DefaultFeatureGate)
+	if err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	go ctrl.Run(ctx, 1, controllersmetrics.NewControllerManagerMetrics("cloud-controller-manager"))
+	return nil
 }
-func (f failing) Delete(context.Context, *corev1.Service) error { return nil }
 
-// assigning hands out addresses from a pool; nothing answers on them yet (no data plane).
-type assigning struct {
+// provider is the cloudprovider.Interface: only load balancers.
+type provider struct{ lb cloudprovider.LoadBalancer }
+
+func (p *provider) Initialize(cloudprovider.ControllerClientBuilder, <-chan struct{}) {}
+func (p *provider) LoadBalancer() (cloudprovider.LoadBalancer, bool)                  { return p.lb, true }
+func (p *provider) Instances() (cloudprovider.Instances, bool)                        { return nil, false }
+func (p *provider) InstancesV2() (cloudprovider.InstancesV2, bool)                    { return nil, false }
+func (p *provider) Zones() (cloudprovider.Zones, bool)                                { return nil, false }
+func (p *provider) Clusters() (cloudprovider.Clusters, bool)                          { return nil, false }
+func (p *provider) Routes() (cloudprovider.Routes, bool)                              { return nil, false }
+func (p *provider) ProviderName() string                                              { return "testbed" }
+func (p *provider) HasClusterID() bool                                                { return true }
+
+// allocator hands out the pool's addresses .10 to .249, one per Service.
+type allocator struct {
 	mu        sync.Mutex
 	pool      *net.IPNet
-	byService map[string]string
+	byService map[types.UID]string
 }
 
-func (a *assigning) Ensure(_ context.Context, svc *corev1.Service) ([]corev1.LoadBalancerIngress, error) {
+func (a *allocator) get(uid types.UID) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := string(svc.UID)
-	ip, ok := a.byService[key]
-	if !ok {
-		used := map[string]bool{}
-		for _, v := range a.byService {
-			used[v] = true
-		}
-		base := a.pool.IP.To4()
-		for i := 10; i < 250; i++ {
-			cand := net.IPv4(base[0], base[1], base[2], byte(i)).String()
-			if !used[cand] && a.pool.Contains(net.ParseIP(cand)) {
-				ip = cand
-				break
-			}
-		}
-		if ip == "" {
-			return nil, fmt.Errorf("no free address in %s", a.pool)
-		}
-		a.byService[key] = ip
+	if ip, ok := a.byService[uid]; ok {
+		return ip, nil
 	}
-	return []corev1.LoadBalancerIngress{{IP: ip, IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}, nil
+	used := map[string]bool{}
+	for _, v := range a.byService {
+		used[v] = true
+	}
+	base := a.pool.IP.To4()
+	for i := 10; i < 250; i++ {
+		cand := net.IPv4(base[0], base[1], base[2], byte(i)).String()
+		if !used[cand] && a.pool.Contains(net.ParseIP(cand)) {
+			a.byService[uid] = cand
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("no free address in %s", a.pool)
 }
 
-func (a *assigning) Delete(_ context.Context, svc *corev1.Service) error {
+func (a *allocator) lookup(uid types.UID) (string, bool) {
 	a.mu.Lock()
-	delete(a.byService, string(svc.UID))
+	defer a.mu.Unlock()
+	ip, ok := a.byService[uid]
+	return ip, ok
+}
+
+func (a *allocator) release(uid types.UID) {
+	a.mu.Lock()
+	delete(a.byService, uid)
 	a.mu.Unlock()
+}
+
+func status(ip string, mode corev1.LoadBalancerIPMode) *corev1.LoadBalancerStatus {
+	return &corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: ip, IPMode: ptr.To(mode)}}}
+}
+
+// loadBalancerName is cloudprovider.DefaultLoadBalancerName: "a" + the UID without dashes,
+// at most 32 characters.
+func loadBalancerName(svc *corev1.Service) string {
+	name := "a" + strings.ReplaceAll(string(svc.UID), "-", "")
+	if len(name) > 32 {
+		name = name[:32]
+	}
+	return name
+}
+
+// failing fails every attempt with its message.
+type failing struct{ msg string }
+
+func (f failing) GetLoadBalancer(context.Context, string, *corev1.Service) (*corev1.LoadBalancerStatus, bool, error) {
+	return nil, false, nil
+}
+func (f failing) GetLoadBalancerName(_ context.Context, _ string, svc *corev1.Service) string {
+	return loadBalancerName(svc)
+}
+func (f failing) EnsureLoadBalancer(context.Context, string, *corev1.Service, []*corev1.Node) (*corev1.LoadBalancerStatus, error) {
+	return nil, fmt.Errorf("%s", f.msg)
+}
+func (f failing) UpdateLoadBalancer(context.Context, string, *corev1.Service, []*corev1.Node) error {
+	return fmt.Errorf("%s", f.msg)
+}
+func (f failing) EnsureLoadBalancerDeleted(context.Context, string, *corev1.Service) error {
 	return nil
 }
 
-// Run starts the service controller emulation (no-op for a nil provider).
-func Run(ctx context.Context, c kubernetes.Interface, provider Provider) {
-	if provider == nil {
-		return
-	}
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.CoreV1().Events("")})
-	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "service-controller"})
-	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
-	f := informers.NewSharedInformerFactory(c, 0)
-	inf := f.Core().V1().Services().Informer()
-	add := func(obj any) {
-		if k, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-			q.Add(k)
-		}
-	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }})
-	f.Start(ctx.Done())
-	f.WaitForCacheSync(ctx.Done())
-	go func() { <-ctx.Done(); q.ShutDown() }()
-	go func() {
-		for {
-			key, quit := q.Get()
-			if quit {
-				return
-			}
-			err := sync1(ctx, c, rec, provider, key)
-			if err != nil {
-				q.AddRateLimited(key)
-			} else {
-				q.Forget(key)
-			}
-			q.Done(key)
-		}
-	}()
-}
+// assigning hands out loopback addresses; nothing answers on them.
+type assigning struct{ alloc *allocator }
 
-func sync1(ctx context.Context, c kubernetes.Interface, rec record.EventRecorder, provider Provider, key string) error {
-	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
+func (a *assigning) GetLoadBalancer(_ context.Context, _ string, svc *corev1.Service) (*corev1.LoadBalancerStatus, bool, error) {
+	ip, ok := a.alloc.lookup(svc.UID)
+	if !ok {
+		return nil, false, nil
 	}
+	return status(ip, corev1.LoadBalancerIPModeVIP), true, nil
+}
+func (a *assigning) GetLoadBalancerName(_ context.Context, _ string, svc *corev1.Service) string {
+	return loadBalancerName(svc)
+}
+func (a *assigning) EnsureLoadBalancer(_ context.Context, _ string, svc *corev1.Service, _ []*corev1.Node) (*corev1.LoadBalancerStatus, error) {
+	ip, err := a.alloc.get(svc.UID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	wants := svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil && svc.DeletionTimestamp == nil
-	has := hasFinalizer(svc)
-	if !wants {
-		if !has {
-			return nil
-		}
-		rec.Event(svc, corev1.EventTypeNormal, "DeletingLoadBalancer", "Deleting load balancer")
-		if err := provider.Delete(ctx, svc); err != nil {
-			rec.Eventf(svc, corev1.EventTypeWarning, "SyncLoadBalancerFailed", "Error deleting load balancer (will retry): %v", err)
-			return err
-		}
-		rec.Event(svc, corev1.EventTypeNormal, "DeletedLoadBalancer", "Deleted load balancer")
-		svc.Finalizers = without(svc.Finalizers, finalizer)
-		if _, err := c.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		if svc.DeletionTimestamp == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
-			svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
-			_, _ = c.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
-		}
-		return nil
-	}
-	if !has {
-		svc.Finalizers = append(svc.Finalizers, finalizer)
-		if svc, err = c.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
-	if len(svc.Status.LoadBalancer.Ingress) > 0 {
-		return nil
-	}
-	rec.Event(svc, corev1.EventTypeNormal, "EnsuringLoadBalancer", "Ensuring load balancer")
-	ingress, err := provider.Ensure(ctx, svc)
-	if err != nil {
-		rec.Eventf(svc, corev1.EventTypeWarning, "SyncLoadBalancerFailed", "Error syncing load balancer: failed to ensure load balancer: %v", err)
-		return err
-	}
-	svc.Status.LoadBalancer.Ingress = ingress
-	if _, err := c.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	rec.Event(svc, corev1.EventTypeNormal, "EnsuredLoadBalancer", "Ensured load balancer")
+	return status(ip, corev1.LoadBalancerIPModeVIP), nil
+}
+func (a *assigning) UpdateLoadBalancer(context.Context, string, *corev1.Service, []*corev1.Node) error {
 	return nil
 }
-
-func hasFinalizer(s *corev1.Service) bool {
-	for _, f := range s.Finalizers {
-		if f == finalizer {
-			return true
-		}
-	}
-	return false
-}
-
-func without(list []string, x string) []string {
-	var out []string
-	for _, s := range list {
-		if s != x {
-			out = append(out, s)
-		}
-	}
-	return out
+func (a *assigning) EnsureLoadBalancerDeleted(_ context.Context, _ string, svc *corev1.Service) error {
+	a.alloc.release(svc.UID)
+	return nil
 }

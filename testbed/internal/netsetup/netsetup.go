@@ -4,12 +4,19 @@
 // Layout (N = node index, K = pod slot on that node):
 //
 //	<prefix>-world   bridge br0 172.30.0.1/24 (the control plane listens here),
-//	                 routes 10.244.N.0/24 via 172.30.0.(10+N), ip_forward=1
+//	                 routes 10.244.N.0/24 via 172.30.0.(10+N), the client network and
+//	                 the load balancer pool via 172.30.0.2, ip_forward=1
 //	<prefix>-nN      eth0 172.30.0.(10+N)/24 (veth to br0), default via 172.30.0.1,
-//	                 bridge cbr0 10.244.N.1/24 for its pods, ip_forward=1, and (like
-//	                 kube-proxy for the "kubernetes" Service) DNAT of the Service's
-//	                 ClusterIP:443 to the API server
+//	                 bridge cbr0 10.244.N.1/24 for its pods (bridged traffic crosses the
+//	                 node's netfilter: bridge-nf-call-iptables=1), ip_forward=1; Services
+//	                 are kube-proxy's rules (internal/dataplane)
 //	<prefix>-nNpK    eth0 10.244.N.(K+2)/24 (veth to cbr0), default via 10.244.N.1
+//	<prefix>-lb      the cloud's load balancers: eth0 172.30.0.2/24 (veth to br0),
+//	                 client0 198.51.100.1/24, virtual IPs of the pool on lo (proxy) or
+//	                 destination NAT (l3), a blackhole route for the rest of the pool,
+//	                 forwarding from the client only to the API server and to NATed VIPs
+//	<prefix>-client  where the suite runs for data-plane tests: eth0 198.51.100.10/24
+//	                 (veth to the load balancer namespace), default via 198.51.100.1
 package netsetup
 
 import (
@@ -23,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,12 +46,29 @@ const (
 	ServiceCIDR = "10.96.0.0/16"
 	// ClusterCIDR holds every node's pod CIDR.
 	ClusterCIDR = "10.244.0.0/16"
-	// LoadBalancerPool is the default pool of the cloud-controller emulation. It is a
-	// loopback range on purpose: the suite probes load balancer addresses from the host's
-	// namespace, and no probe may ever leave this machine (a private or public address
-	// would be routed to the host's default gateway). Nothing listens there until the
-	// data-plane issue brings real load balancers.
+	// LoadBalancerPool is the default pool of the "assign" mode of the cloud-controller
+	// emulation. It is a loopback range on purpose: in that mode the suite probes load
+	// balancer addresses from the host's namespace, and no probe may ever leave this
+	// machine (a private or public address would be routed to the host's default
+	// gateway). Nothing listens there.
 	LoadBalancerPool = "127.0.100.0/24"
+	// DataPlanePool is the default pool of the load balancers that forward traffic
+	// (modes proxy, l3, unreachable): a documentation range (RFC 5737) that exists only
+	// inside the test bed's namespaces. The suite reaches it from the client namespace.
+	DataPlanePool = "203.0.113.0/24"
+	// LBNodeIP is the load balancer namespace's address on the node network (the
+	// source address of a proxying load balancer's connections to the nodes).
+	LBNodeIP = "172.30.0.2"
+	// ClientNet is the network between the client and the load balancer namespace
+	// (a documentation range, RFC 5737).
+	ClientNet = "198.51.100.0/24"
+	// LBClientIP is the load balancer namespace's address on the client network.
+	LBClientIP = "198.51.100.1"
+	// ClientIP is the client's address as the load balancers see it.
+	ClientIP = "198.51.100.10"
+	// ClientPrivateIP is the client's own address when it sits behind NAT
+	// (scenario client.behindNAT): its sockets use it, the network sees ClientIP.
+	ClientPrivateIP = "192.168.77.10"
 )
 
 // NodeIP of node index i.
@@ -54,6 +79,12 @@ func PodCIDR(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }
 
 // World is the name of the world namespace.
 func World(prefix string) string { return prefix + "-world" }
+
+// LB is the name of the load balancer namespace.
+func LB(prefix string) string { return prefix + "-lb" }
+
+// Client is the name of the client namespace.
+func Client(prefix string) string { return prefix + "-client" }
 
 // NodeNS is the namespace name of node index i.
 func NodeNS(prefix string, i int) string { return fmt.Sprintf("%s-n%d", prefix, i) }
@@ -120,12 +151,85 @@ func CreateNode(prefix string, i int) error {
 	}); err != nil {
 		return err
 	}
-	// What kube-proxy does for the "kubernetes" Service, so that pods reach the API server
-	// at KUBERNETES_SERVICE_HOST:443 as in a real cluster. Other Services have no data
-	// plane yet (see the data-plane issue: kube-proxy will replace this rule).
-	return inNS(n, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", KubernetesServiceIP+"/32",
-		"-p", "tcp", "--dport", "443", "-j", "DNAT", "--to-destination",
-		fmt.Sprintf("%s:%d", WorldIP, APIServerPort))
+	// Traffic between pods of one node is bridged on cbr0; as on a real node with a
+	// bridge CNI (br_netfilter), it crosses the node's iptables so that kube-proxy and
+	// the NetworkPolicy implementation see it.
+	return inNS(n, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+}
+
+// CreateEdge makes the load balancer and client namespaces (see the package comment).
+// pool is the load balancer pool routed to the load balancer namespace (empty: none);
+// behindNAT gives the client a private address that is translated to ClientIP on the
+// way out, as a client behind a NAT gateway sees it.
+func CreateEdge(prefix, pool string, behindNAT bool) error {
+	w, lb, c := World(prefix), LB(prefix), Client(prefix)
+	cmds := [][]string{
+		{"netns", "add", lb},
+		{"-n", lb, "link", "set", "lo", "up"},
+		{"-n", w, "link", "add", "vlb", "type", "veth", "peer", "name", "eth0", "netns", lb},
+		{"-n", w, "link", "set", "vlb", "master", "br0", "up"},
+		{"-n", lb, "addr", "add", LBNodeIP + "/24", "dev", "eth0"},
+		{"-n", lb, "link", "set", "eth0", "up"},
+		{"-n", lb, "route", "add", ClusterCIDR, "via", WorldIP},
+		{"netns", "add", c},
+		{"-n", c, "link", "set", "lo", "up"},
+		{"-n", lb, "link", "add", "client0", "type", "veth", "peer", "name", "eth0", "netns", c},
+		{"-n", lb, "addr", "add", LBClientIP + "/24", "dev", "client0"},
+		{"-n", lb, "link", "set", "client0", "up"},
+		{"-n", c, "addr", "add", ClientIP + "/24", "dev", "eth0"},
+		{"-n", c, "link", "set", "eth0", "up"},
+		{"-n", w, "route", "add", ClientNet, "via", LBNodeIP},
+		{"netns", "exec", lb, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+	if behindNAT {
+		cmds = append(cmds,
+			[]string{"-n", c, "addr", "add", ClientPrivateIP + "/32", "dev", "lo"},
+			[]string{"-n", c, "route", "add", "default", "via", LBClientIP, "src", ClientPrivateIP})
+	} else {
+		cmds = append(cmds, []string{"-n", c, "route", "add", "default", "via", LBClientIP})
+	}
+	if pool != "" {
+		cmds = append(cmds,
+			[]string{"-n", w, "route", "add", pool, "via", LBNodeIP},
+			// Pool addresses without a load balancer do not answer.
+			[]string{"-n", lb, "route", "add", "blackhole", pool})
+	}
+	if err := batch(cmds); err != nil {
+		return err
+	}
+	if behindNAT {
+		if err := NFT(c, fmt.Sprintf(`table ip testbed_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "eth0" ip saddr %s snat to %s
+	}
+}
+`, ClientPrivateIP, ClientIP)); err != nil {
+			return err
+		}
+	}
+	// The client reaches the API server and the load balancers, not the node network.
+	return NFT(lb, fmt.Sprintf(`table ip testbed_edge {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		iifname "client0" ip daddr %s tcp dport %d accept
+		iifname "client0" ct status dnat accept
+		iifname "client0" drop
+	}
+}
+`, WorldIP, APIServerPort))
+}
+
+// NFT loads an nftables script (`nft -f -`) in the named namespace.
+func NFT(ns, script string) error {
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nft in %s: %v: %s", ns, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // PodNet is the network of one pod.
@@ -267,26 +371,46 @@ func ParseIP(s string) net.IP {
 // ListenIn opens a TCP listener inside the named network namespace (the socket keeps
 // that namespace; the calling thread returns to its own).
 func ListenIn(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := in(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
+}
+
+// DialIn connects to a TCP address from inside the named network namespace.
+func DialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var conn net.Conn
+	err := in(ns, func() (err error) {
+		conn, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return conn, err
+}
+
+// in runs f on a thread that has entered the named network namespace.
+func in(ns string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unix.Close(own)
 	target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unix.Close(target)
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("setns %s: %w", ns, err)
+		return fmt.Errorf("setns %s: %w", ns, err)
 	}
-	ln, lerr := net.Listen("tcp", addr)
+	ferr := f()
 	if err := unix.Setns(own, unix.CLONE_NEWNET); err != nil {
 		// The thread is in the wrong namespace: never unlock it (the runtime ends it).
 		runtime.LockOSThread()
-		return nil, fmt.Errorf("setns back: %w", err)
+		return fmt.Errorf("setns back: %w", err)
 	}
-	return ln, lerr
+	return ferr
 }

@@ -17,7 +17,9 @@ type Scenario struct {
 	Description  string       `json:"description,omitempty"`
 	Nodes        []Node       `json:"nodes"`
 	Storage      Storage      `json:"storage,omitempty"`
+	Network      Network      `json:"network,omitempty"`
 	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+	Client       Client       `json:"client,omitempty"`
 	Conformance  Conformance  `json:"conformance,omitempty"`
 	// Registries: how image pulls from a registry behave on the emulated nodes, keyed by
 	// the registry host of an image reference (`slow.registry.example` in
@@ -32,6 +34,25 @@ type Registry struct {
 	// rate-limited registry, a large image): the kubelet's Pulling event, the container
 	// waiting in ContainerCreating, then Pulled.
 	PullSeconds int `json:"pullSeconds,omitempty"`
+}
+
+// Network: the per-node network components (internal/dataplane).
+type Network struct {
+	// KubeProxy is kube-proxy's mode in every node namespace: "iptables" (default, the
+	// upstream default of v1.37) or "nftables".
+	KubeProxy string `json:"kubeProxy,omitempty"`
+	// Policy is the NetworkPolicy profile: "none" (default: policies are accepted and
+	// not enforced, as in a cluster whose only network plugin is Flannel) or
+	// "kube-router" (kube-router's network policy controller on every node).
+	Policy string `json:"policy,omitempty"`
+}
+
+// Client: the client namespace the suite runs in for data-plane tests.
+type Client struct {
+	// BehindNAT gives the client a private address (192.168.77.10) that is translated to
+	// 198.51.100.10 on its way to the load balancers, as behind a NAT gateway: the
+	// client's sockets and the network see different addresses.
+	BehindNAT bool `json:"behindNAT,omitempty"`
 }
 
 // Node is one emulated node (a network namespace with its agent).
@@ -50,6 +71,8 @@ type Node struct {
 	Unschedulable bool `json:"unschedulable,omitempty"`
 	// ExternalIP adds an ExternalIP address (information only; nothing answers on it). It
 	// must be a loopback address (127.0.0.0/8): the suite may probe it from the host.
+	// (Load balancers exclude nodes labelled node.kubernetes.io/exclude-from-external-
+	// load-balancers, as the upstream service controller does; set it under labels.)
 	ExternalIP string `json:"externalIP,omitempty"`
 }
 
@@ -110,13 +133,39 @@ type StorageClass struct {
 
 // LoadBalancer behaviour of the cloud-controller emulation.
 type LoadBalancer struct {
-	// Mode: "none" (default: no cloud controller, nothing happens), "assign" (an address from
-	// Pool is written to status.loadBalancer.ingress, with the events a cloud controller
-	// writes), or "fail" (SyncLoadBalancerFailed events with FailMessage). Data-plane modes
-	// (proxy, l3, unreachable) plug in through cloud.Provider.
+	// Mode: "none" (default: no cloud controller, nothing happens, no address ever),
+	// "assign" (an address from Pool, default 127.0.100.0/24, is written to
+	// status.loadBalancer.ingress with the events a cloud controller writes; nothing
+	// answers there), "fail" (SyncLoadBalancerFailed events with FailMessage), or one of
+	// the load balancers in the load balancer namespace, reached from the client
+	// namespace (Pool default 203.0.113.0/24):
+	//   "proxy": OpenStack Octavia's amphora: HAProxy (Debian's) in TCP mode per Service,
+	//            members are the nodes' InternalIP:nodePort; the backend sees the load
+	//            balancer's address; with annotation loadbalancer.openstack.org/proxy-
+	//            protocol "true" (or "v1", "v2") HAProxy sends the PROXY protocol header
+	//            and the ingress gets ipMode Proxy, as the OpenStack cloud controller does;
+	//   "l3": a load balancer that forwards packets (OVN-based): destination NAT of the
+	//         virtual IP to the node ports, no source NAT, return traffic routed back
+	//         through the load balancer namespace;
+	//   "unreachable": an address is assigned, nothing answers (packets are dropped).
 	Mode        string `json:"mode,omitempty"`
 	Pool        string `json:"pool,omitempty"`
 	FailMessage string `json:"failMessage,omitempty"`
+	// HealthMonitor is the OpenStack cloud controller's create-monitor (default false, as
+	// there): members are health-checked (TCP to the node port; for
+	// externalTrafficPolicy Local HTTP GET /healthz on the health check node port) and
+	// only healthy ones get traffic. The Service annotation
+	// loadbalancer.openstack.org/enable-health-monitor overrides it.
+	HealthMonitor bool `json:"healthMonitor,omitempty"`
+}
+
+// ForwardsTraffic says whether the mode has a load balancer in the load balancer namespace.
+func (lb LoadBalancer) ForwardsTraffic() bool {
+	switch lb.Mode {
+	case "proxy", "l3", "unreachable":
+		return true
+	}
+	return false
 }
 
 // Conformance: which e2e fixture (directory name under tests/fixtures/e2e) the emulated
@@ -170,8 +219,17 @@ func Load(path string) (*Scenario, error) {
 			}
 		}
 	}
+	switch s.LoadBalancer.Mode {
+	case "", "none", "assign", "fail", "proxy", "l3", "unreachable":
+	default:
+		return nil, fmt.Errorf("%s: loadBalancer.mode %q is not one of none, assign, fail, proxy, l3, unreachable", path, s.LoadBalancer.Mode)
+	}
 	if s.LoadBalancer.Pool != "" {
-		if err := loopback("loadBalancer.pool", s.LoadBalancer.Pool); err != nil {
+		if s.LoadBalancer.ForwardsTraffic() {
+			if err := documentation(s.LoadBalancer.Pool); err != nil {
+				return nil, fmt.Errorf("%s: loadBalancer.pool: %w", path, err)
+			}
+		} else if err := loopback("loadBalancer.pool", s.LoadBalancer.Pool); err != nil {
 			return nil, err
 		}
 	}
@@ -182,12 +240,34 @@ func Load(path string) (*Scenario, error) {
 			}
 		}
 	}
-	switch s.LoadBalancer.Mode {
-	case "", "none", "assign", "fail":
+	switch s.Network.KubeProxy {
+	case "", "iptables", "nftables":
 	default:
-		return nil, fmt.Errorf("%s: loadBalancer.mode %q is not one of none, assign, fail", path, s.LoadBalancer.Mode)
+		return nil, fmt.Errorf("%s: network.kubeProxy %q is not one of iptables, nftables", path, s.Network.KubeProxy)
+	}
+	switch s.Network.Policy {
+	case "", "none", "kube-router":
+	default:
+		return nil, fmt.Errorf("%s: network.policy %q is not one of none, kube-router", path, s.Network.Policy)
 	}
 	return &s, nil
+}
+
+// documentation accepts a pool inside 192.0.2.0/24 or 203.0.113.0/24 (RFC 5737): the
+// load balancer namespace routes it, nothing outside the test bed ever does.
+func documentation(pool string) error {
+	_, n, err := net.ParseCIDR(pool)
+	if err != nil {
+		return err
+	}
+	for _, r := range []string{"192.0.2.0/24", "203.0.113.0/24"} {
+		_, doc, _ := net.ParseCIDR(r)
+		size, _ := n.Mask.Size()
+		if doc.Contains(n.IP) && size >= 24 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q must lie within 192.0.2.0/24 or 203.0.113.0/24 (documentation ranges that exist only inside the test bed's namespaces)", pool)
 }
 
 // Labels of a node as the scenario declares them.
