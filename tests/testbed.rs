@@ -370,21 +370,54 @@ fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler
 // Suite bugs the real control plane exposed (issue 21); an ignored one fails until src/ is
 // fixed. Run them with `cargo test --test testbed -- --ignored`.
 
+/// The default class's CSIDriver declares `fsGroupPolicy: None`: the kubelet leaves the
+/// fresh volume's root `root:root 0755`, and the restricted writer (non-root, no
+/// capabilities) cannot write there. That is no evidence against the storage: the
+/// requirements the suite can decide PASS, `data-persistence` is ABORT naming the policy
+/// and what would decide it, never a FAIL (issue 21, fixed). Runs with exactly the rights
+/// `gen` prints (the CSIDriver is read with them).
 #[test]
-#[ignore = "suite bug (issue 21): data-persistence FAILs on working storage whose CSIDriver has fsGroupPolicy None"]
-fn storage_check_passes_with_fs_group_policy_none() {
+fn storage_check_with_fs_group_policy_none_aborts_naming_the_policy() {
     let tb = TestBed::start("managed-workers");
+    let kubeconfig = tb.gen_kubeconfig(&["default-storage-class-check"]);
     let out = check(
-        tb.kubeconfig_str(),
+        kubeconfig.to_str().unwrap(),
         "default-storage-class-check",
         &["--pod-start-timeout", "60s"],
     );
+    let persistence = "default-storage-class-check/data-persistence";
     assert_eq!(
         out.verdict("default-storage-class-check").as_deref(),
-        Some("PASS"),
+        Some("ABORT"),
         "{}",
-        out.junit_message("default-storage-class-check/data-persistence")
+        out.junit_message(persistence)
     );
+    for requirement in [
+        "exactly-one-default",
+        "real-provisioner",
+        "not-local",
+        "rwo-binding",
+    ] {
+        let name = format!("default-storage-class-check/{requirement}");
+        assert_eq!(
+            out.junit_kind(&name),
+            "passed",
+            "{name}: {}",
+            out.junit_message(&name)
+        );
+    }
+    assert_eq!(out.junit_kind(persistence), "error ABORT");
+    let message = out.junit_message(persistence);
+    for part in [
+        "cannot write to the volume: its root directory has uid 0, gid 0, mode drwxr-xr-x \
+         and the kubelet did not give it to the pod's fsGroup",
+        "CSIDriver block.csi.testbed.scs.community declares fsGroupPolicy None: the kubelet \
+         never changes the ownership of its volumes",
+        "this is no finding against the storage: it is decided once volumes of the default \
+         class are writable for non-root pods",
+    ] {
+        assert!(message.contains(part), "{message}");
+    }
 }
 
 /// The Service and the Deployment are both named `echo`: the FAIL quotes the Service's
