@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use support::binary::*;
@@ -38,47 +37,9 @@ fn bed() -> &'static TestBed {
     TestBed::shared("three-zones")
 }
 
-/// A run prepared before it starts: the ServiceAccount `gen` grants exactly what its
-/// checks need, and its run id (for a witness or an admission policy keyed on it).
-struct Prepared {
-    kubeconfig: PathBuf,
-    selection: Vec<&'static str>,
-    run_id: String,
-}
-
-impl Prepared {
-    fn new(tb: &TestBed, checks: &[&'static str]) -> Prepared {
-        let selection: Vec<&str> = checks.iter().flat_map(|c| ["--check", *c]).collect();
-        Prepared {
-            kubeconfig: tb.gen_kubeconfig(&selection),
-            selection,
-            run_id: new_run_id(),
-        }
-    }
-
-    /// Runs with `extra` flags; asserts a clean exit and that the run left nothing.
-    fn run(&self, tb: &TestBed, extra: &[&str]) -> Output {
-        let kubeconfig = self.kubeconfig.to_str().unwrap();
-        let mut args = vec![
-            "run",
-            "-k",
-            kubeconfig,
-            "--offline",
-            "--run-id",
-            &self.run_id,
-        ];
-        args.extend_from_slice(&self.selection);
-        args.extend_from_slice(extra);
-        let out = scs(&args);
-        out.assert_clean_exit();
-        tb.assert_run_left_nothing(&self.run_id);
-        out
-    }
-}
-
-/// A run of `checks` with `extra` flags against `tb` ([`Prepared`]).
+/// A run of `checks` with `extra` flags against `tb` ([`TestBed::prepare_run`]).
 fn run_on(tb: &TestBed, checks: &[&'static str], extra: &[&str]) -> Output {
-    Prepared::new(tb, checks).run(tb, extra)
+    tb.prepare_run(checks).run(extra)
 }
 
 /// A run on the shared test bed (the caller holds [`NODES`]: [`shared`] or [`with_nodes`]).
@@ -192,9 +153,9 @@ fn with_nodes<R>(change: impl Fn(&mut NodeState), scenario: impl FnOnce() -> R) 
 fn compliant_cluster_passes_both_and_leaves_nothing_behind() {
     let _shared = shared();
     let tb = bed();
-    let prepared = Prepared::new(tb, &[DIST, ANTI]);
+    let prepared = tb.prepare_run(&[DIST, ANTI]);
     let deployments = tb.witness::<Deployment>(&prepared.run_id);
-    let out = prepared.run(tb, &[]);
+    let out = prepared.run(&[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.verdict(DIST).as_deref(), Some("PASS"));
     assert_eq!(out.verdict(ANTI).as_deref(), Some("PASS"));
@@ -409,9 +370,9 @@ fn legacy_topology_labels_fail_naming_them() {
 fn single_node_cluster_fails() {
     // One node that is control plane and worker at once (its own test bed).
     let tb = TestBed::shared("single-node");
-    let prepared = Prepared::new(tb, &[DIST, ANTI]);
+    let prepared = tb.prepare_run(&[DIST, ANTI]);
     let deployments = tb.witness::<Deployment>(&prepared.run_id);
-    let out = prepared.run(tb, &[]);
+    let out = prepared.run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.verdict(DIST).as_deref(), Some("FAIL"));
     let single = out.junit_message(&format!("{DIST}/multiple-nodes"));
@@ -569,11 +530,11 @@ fn pods_refused_by_admission_abort_with_the_replica_set_event() {
     let _shared = shared();
     let tb = bed();
     let policy = "pods need the label cost-center (ACME cluster policy)";
-    let prepared = Prepared::new(tb, &[ANTI]);
+    let prepared = tb.prepare_run(&[ANTI]);
     let run_id = &prepared.run_id;
     let _refused = tb.refuse_pods(run_id, policy);
     let started = Instant::now();
-    let out = prepared.run(tb, &[]);
+    let out = prepared.run(&[]);
     // Not a wait for --pod-start-timeout (3m): the refusal is seen at once.
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(out.code, 3, "{}", out.stderr);
@@ -627,13 +588,9 @@ fn a_refused_watch_aborts_naming_the_missing_right() {
     }
     let role = format!("no-pod-watch-{}", new_run_id());
     tb.create_cluster_role(&role, rules);
-    let prepared = Prepared {
-        kubeconfig: tb.service_account_kubeconfig(&role),
-        selection: selection.to_vec(),
-        run_id: new_run_id(),
-    };
+    let prepared = tb.prepare_run_as(tb.service_account_kubeconfig(&role), &[ANTI]);
     let started = Instant::now();
-    let out = prepared.run(tb, &["--pod-start-timeout", "20s"]);
+    let out = prepared.run(&["--pod-start-timeout", "20s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.verdict(ANTI).as_deref(), Some("ABORT"));
     let message = out.junit_message(&format!("{ANTI}/hostname-anti-affinity"));

@@ -520,6 +520,24 @@ impl TestBed {
         self.service_account_kubeconfig(&name)
     }
 
+    /// A run of `checks` prepared before it starts: as a new ServiceAccount bound to
+    /// exactly the ClusterRole `gen` prints for them ([`TestBed::gen_kubeconfig`]), with a
+    /// run id known in advance (for a [`TestBed::witness`] or [`TestBed::refuse_pods`]).
+    pub fn prepare_run(&self, checks: &[&'static str]) -> PreparedRun<'_> {
+        let selection: Vec<&str> = checks.iter().flat_map(|c| ["--check", *c]).collect();
+        self.prepare_run_as(self.gen_kubeconfig(&selection), checks)
+    }
+
+    /// [`TestBed::prepare_run`] with another identity's kubeconfig.
+    pub fn prepare_run_as(&self, kubeconfig: PathBuf, checks: &[&'static str]) -> PreparedRun<'_> {
+        PreparedRun {
+            bed: self,
+            kubeconfig,
+            selection: checks.iter().flat_map(|c| ["--check", *c]).collect(),
+            run_id: new_run_id(),
+        }
+    }
+
     /// Everything run `run_id` left in the cluster: every object of every resource the API
     /// serves (cluster-scoped ones included) labelled `scs-kaas-check/run-id=<run_id>`, and
     /// PersistentVolumes claimed from the run's namespaces (`skc-<run_id>-...`), which
@@ -706,6 +724,36 @@ impl TestBed {
                 .expect("delete probe namespace");
         });
         RefusedPods { bed: self, name }
+    }
+}
+
+/// A run of the suite against a test bed ([`TestBed::prepare_run`]).
+pub struct PreparedRun<'a> {
+    bed: &'a TestBed,
+    pub kubeconfig: PathBuf,
+    selection: Vec<&'static str>,
+    pub run_id: String,
+}
+
+impl PreparedRun<'_> {
+    /// Runs `scs-kaas-check run --offline` with `extra` flags; asserts a clean exit and
+    /// that the run left nothing in the cluster ([`TestBed::assert_run_left_nothing`]).
+    pub fn run(&self, extra: &[&str]) -> super::binary::Output {
+        let kubeconfig = self.kubeconfig.to_str().expect("UTF-8 path");
+        let mut args = vec![
+            "run",
+            "-k",
+            kubeconfig,
+            "--offline",
+            "--run-id",
+            &self.run_id,
+        ];
+        args.extend_from_slice(&self.selection);
+        args.extend_from_slice(extra);
+        let out = super::binary::scs(&args);
+        out.assert_clean_exit();
+        self.bed.assert_run_left_nothing(&self.run_id);
+        out
     }
 }
 

@@ -281,7 +281,10 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		return nil
 	}
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
-		return nil
+		// external-provisioner keeps its finalizer only on Delete volumes: it removes it from
+		// Retain and Recycle ones (sig-storage-lib-external-provisioner, the volume sync's
+		// finalizer update), so that an administrator can delete them.
+		return p.dropFinalizer(ctx, pv.Name)
 	}
 	if pv.Status.Phase != corev1.VolumeReleased && pv.DeletionTimestamp == nil {
 		return nil
@@ -296,8 +299,13 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		}
 	}
 	// Drop our finalizer so that the PV goes.
+	return p.dropFinalizer(ctx, pv.Name)
+}
+
+// dropFinalizer removes the provisioner's finalizer from PV name, if it has it.
+func (p *Provisioner) dropFinalizer(ctx context.Context, name string) error {
 	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := p.client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		cur, err := p.client.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -319,5 +327,5 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("could not remove finalizer of %s", pv.Name)
+	return fmt.Errorf("could not remove finalizer of %s", name)
 }
