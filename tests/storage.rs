@@ -27,6 +27,9 @@ const ZONAL: &str = "zonal.csi.testbed.scs.community";
 const BROKEN: &str = "broken.csi.testbed.scs.community";
 const FORGETFUL: &str = "forgetful.csi.testbed.scs.community";
 const LOCAL_PATH: &str = "rancher.io/local-path";
+const NODE_LOCAL: &str = "disk.csi.testbed.scs.community";
+const NO_FS_TYPE: &str = "nofstype.csi.testbed.scs.community";
+const OPEN: &str = "open.csi.testbed.scs.community";
 
 fn req(id: &str) -> String {
     format!("{TC}/{id}")
@@ -503,6 +506,43 @@ fn local_path_is_a_warning_under_v2() {
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
 
+/// A CSI driver whose name does not tell, but whose PVs are pinned to one node: only a
+/// provisioned volume shows it. The real PV binder binds the claim once the real scheduler
+/// picked the writer's node (WaitForFirstConsumer); after the FAIL the rest is not
+/// attempted.
+#[test]
+fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler() {
+    let _classes = Classes::create(
+        vec![
+            storage_class("local-disk", NODE_LOCAL)
+                .default_class()
+                .wait_for_first_consumer()
+                .build(),
+        ],
+        Duration::ZERO,
+        Some("local-disk"),
+    );
+    let out = run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("FAIL"));
+    let not_local = out.junit_message(&req("not-local"));
+    assert!(
+        not_local
+            .starts_with("default StorageClass local-disk provides node-local storage: PV pvc-")
+            && not_local.contains("has a node affinity pinning it to node worker-"),
+        "{not_local}"
+    );
+    let binding = out.junit_out(&req("rwo-binding"));
+    assert!(
+        binding.contains("binding mode WaitForFirstConsumer"),
+        "{binding}"
+    );
+    assert_eq!(
+        out.junit_message(&req("data-persistence")),
+        "not attempted: not-local already failed"
+    );
+}
+
 #[test]
 fn claim_that_never_binds_fails_with_provisioner_events() {
     let _classes = Classes::create(
@@ -581,6 +621,63 @@ fn unpullable_image_aborts() {
     assert!(
         text.contains("Warning Failed: Failed to pull image"),
         "{text}"
+    );
+}
+
+/// Under the default fsGroupPolicy (the driver has no CSIDriver object) the kubelet
+/// applies fsGroup only to PVs with an fsType; these have none, so the volume root stays
+/// `root:root 0755` and the restricted writer cannot write: ABORT naming the default
+/// policy and the PV without fsType, never a FAIL against the storage.
+#[test]
+fn volume_without_fs_type_under_the_default_policy_aborts_naming_it() {
+    let _classes = Classes::create(
+        vec![
+            storage_class("standard", NO_FS_TYPE)
+                .default_class()
+                .build(),
+        ],
+        Duration::ZERO,
+        Some("standard"),
+    );
+    let out = run(&[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
+    assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
+    assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
+    let message = out.junit_message(&req("data-persistence"));
+    assert!(
+        message.starts_with("pod writer on node worker-")
+            && message.contains(
+                "(user 65534, fsGroup 65534) cannot write to the volume: its root directory \
+                 has uid 0, gid 0, mode drwxr-xr-x and the kubelet did not give it to the \
+                 pod's fsGroup (driver nofstype.csi.testbed.scs.community has no CSIDriver \
+                 object, so the default fsGroupPolicy ReadWriteOnceWithFSType applies: the \
+                 kubelet does so only for PVs with an fsType, and PV pvc-"
+            )
+            && message.contains(
+                " has none); a pod under the restricted Pod Security profile runs as a \
+                 non-root user without capabilities and cannot write there"
+            ),
+        "{message}"
+    );
+}
+
+/// fsGroupPolicy None, but the driver makes volume roots writable for every user: the
+/// writer needs no fsGroup, and the data outlives its pod: PASS.
+#[test]
+fn world_writable_volumes_pass_without_fs_group() {
+    let _classes = Classes::create(
+        vec![storage_class("standard", OPEN).default_class().build()],
+        Duration::ZERO,
+        Some("standard"),
+    );
+    let out = run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
+    let data = out.junit_out(&req("data-persistence"));
+    assert!(
+        data.contains("was read back after its deletion by pod reader on another node, worker-"),
+        "{data}"
     );
 }
 

@@ -305,70 +305,9 @@ fn in_cluster_run_and_conformance_image_on_the_real_control_plane() {
     assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
 }
 
-#[test]
-fn a_known_local_provisioner_fails_not_local_without_a_claim() {
-    let tb = TestBed::start("local-path");
-    let out = check(
-        tb.kubeconfig_str(),
-        "default-storage-class-check",
-        &["--pod-start-timeout", "60s"],
-    );
-    assert_eq!(
-        out.verdict("default-storage-class-check").as_deref(),
-        Some("FAIL"),
-        "{}",
-        out.stderr
-    );
-    let not_local = out.junit_message("default-storage-class-check/not-local");
-    assert!(
-        not_local.contains("provisioner rancher.io/local-path is node-local storage"),
-        "{not_local}"
-    );
-    // The provisioner's name decides it: no claim, no pod.
-    for id in ["rwo-binding", "data-persistence"] {
-        let skipped = out.junit_message(&format!("default-storage-class-check/{id}"));
-        assert!(skipped.contains("not attempted"), "{id}: {skipped}");
-    }
-    let prefix = tb.prefix().to_string();
-    let left = tb.stop();
-    assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
-}
-
-#[test]
-fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler() {
-    let tb = TestBed::start("node-local-csi");
-    let out = check(
-        tb.kubeconfig_str(),
-        "default-storage-class-check",
-        &["--pod-start-timeout", "60s"],
-    );
-    assert_eq!(
-        out.verdict("default-storage-class-check").as_deref(),
-        Some("FAIL"),
-        "{}",
-        out.stderr
-    );
-    let not_local = out.junit_message("default-storage-class-check/not-local");
-    assert!(
-        not_local.contains("node affinity pinning it to node worker-"),
-        "{not_local}"
-    );
-    // The real PV binder bound the claim once the real scheduler picked the writer's node
-    // (WaitForFirstConsumer); after the mandatory FAIL the rest is not attempted.
-    let binding = out.junit_out("default-storage-class-check/rwo-binding");
-    assert!(binding.contains("bound"), "{binding}");
-    let persistence = out.junit_message("default-storage-class-check/data-persistence");
-    assert!(
-        persistence.contains("not attempted: not-local already failed"),
-        "{persistence}"
-    );
-    let prefix = tb.prefix().to_string();
-    let left = tb.stop();
-    assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
-}
-
-// Suite bugs the real control plane exposed (issue 21); an ignored one fails until src/ is
-// fixed. Run them with `cargo test --test testbed -- --ignored`.
+// Suite bugs the real control plane exposed (issue 21), fixed, and their regression tests;
+// an ignored one fails until src/ is fixed (`cargo test --test testbed -- --ignored`).
+// default-storage-class-check's other scenarios are in tests/storage.rs.
 
 /// The default class's CSIDriver declares `fsGroupPolicy: None`: the kubelet leaves the
 /// fresh volume's root `root:root 0755`, and the restricted writer (non-root, no

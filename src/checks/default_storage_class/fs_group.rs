@@ -13,6 +13,9 @@ use super::*;
 use crate::cluster::workload::RUN_AS_USER;
 use k8s_openapi::api::storage::v1::CSIDriver;
 
+/// The `fsGroupPolicy` the kubelet uses when the CSIDriver object or its field is missing.
+const DEFAULT_POLICY: &str = "ReadWriteOnceWithFSType";
+
 /// The writer's exit code when it cannot create the token file; it then prints the volume
 /// root as `ls -ldn` shows it.
 pub(super) const CANNOT_CREATE: i32 = 3;
@@ -148,18 +151,34 @@ pub(super) async fn unwritable(
     };
     let cluster = ctx.cluster();
     let drivers: Api<CSIDriver> = Api::all(cluster.client.clone());
-    let policy = match cluster
+    // Without a CSIDriver object (or without the field) the kubelet uses the default.
+    let (policy, source) = match cluster
         .call(
             &format!("read csidriver {driver}"),
             drivers.get_opt(&driver),
         )
         .await
     {
-        Ok(Some(d)) => d
-            .spec
-            .fs_group_policy
-            .unwrap_or_else(|| "ReadWriteOnceWithFSType".into()),
-        Ok(None) => "ReadWriteOnceWithFSType".into(),
+        Ok(Some(d)) => match d.spec.fs_group_policy {
+            Some(p) => {
+                let source = format!("CSIDriver {driver} declares fsGroupPolicy {p}");
+                (p, source)
+            }
+            None => (
+                DEFAULT_POLICY.into(),
+                format!(
+                    "CSIDriver {driver} declares no fsGroupPolicy, so the default \
+                     {DEFAULT_POLICY} applies"
+                ),
+            ),
+        },
+        Ok(None) => (
+            DEFAULT_POLICY.into(),
+            format!(
+                "driver {driver} has no CSIDriver object, so the default fsGroupPolicy \
+                 {DEFAULT_POLICY} applies"
+            ),
+        ),
         Err(e) => {
             return Requirement::abort(
                 IDS[4],
@@ -172,7 +191,7 @@ pub(super) async fn unwritable(
     };
     let pv = pv.expect("a CSI driver comes from the PV");
     let (applies, why) = kubelet_applies_fs_group(&policy, pv);
-    let declared = format!("CSIDriver {driver} declares fsGroupPolicy {policy}: {why}");
+    let declared = format!("{source}: {why}");
     if applies {
         Requirement::fail(
             IDS[4],
