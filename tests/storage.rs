@@ -114,6 +114,19 @@ impl Drop for Classes {
     }
 }
 
+/// The scenario's only StorageClass: `standard`, the default, of `provisioner`.
+fn only_default(provisioner: &str) -> Classes {
+    Classes::create(
+        vec![
+            storage_class("standard", provisioner)
+                .default_class()
+                .build(),
+        ],
+        Duration::ZERO,
+        Some("standard"),
+    )
+}
+
 /// A run of the check on the shared test bed with `extra` flags ([`TestBed::prepare_run`]).
 fn run(extra: &[&str]) -> Output {
     bed().prepare_run(&[TC]).run(extra)
@@ -545,11 +558,7 @@ fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler
 
 #[test]
 fn claim_that_never_binds_fails_with_provisioner_events() {
-    let _classes = Classes::create(
-        vec![storage_class("standard", BROKEN).default_class().build()],
-        Duration::ZERO,
-        Some("standard"),
-    );
+    let _classes = only_default(BROKEN);
     let out = run(&["--pvc-bind-timeout", "5s"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let message = out.junit_message(&req("rwo-binding"));
@@ -577,11 +586,7 @@ fn claim_that_never_binds_fails_with_provisioner_events() {
 
 #[test]
 fn data_lost_between_pods_fails() {
-    let _classes = Classes::create(
-        vec![storage_class("standard", FORGETFUL).default_class().build()],
-        Duration::ZERO,
-        Some("standard"),
-    );
+    let _classes = only_default(FORGETFUL);
     let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let message = out.junit_message(&req("data-persistence"));
@@ -630,15 +635,7 @@ fn unpullable_image_aborts() {
 /// policy and the PV without fsType, never a FAIL against the storage.
 #[test]
 fn volume_without_fs_type_under_the_default_policy_aborts_naming_it() {
-    let _classes = Classes::create(
-        vec![
-            storage_class("standard", NO_FS_TYPE)
-                .default_class()
-                .build(),
-        ],
-        Duration::ZERO,
-        Some("standard"),
-    );
+    let _classes = only_default(NO_FS_TYPE);
     let out = run(&[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
@@ -666,11 +663,7 @@ fn volume_without_fs_type_under_the_default_policy_aborts_naming_it() {
 /// writer needs no fsGroup, and the data outlives its pod: PASS.
 #[test]
 fn world_writable_volumes_pass_without_fs_group() {
-    let _classes = Classes::create(
-        vec![storage_class("standard", OPEN).default_class().build()],
-        Duration::ZERO,
-        Some("standard"),
-    );
+    let _classes = only_default(OPEN);
     let out = run(&[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
