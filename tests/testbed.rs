@@ -262,21 +262,6 @@ fn real_control_plane_runs_checks_pods_and_logs() {
 }
 
 #[test]
-fn single_node_cluster_fails_node_distribution() {
-    let tb = TestBed::start("single-node");
-    let out = check(tb.kubeconfig_str(), "node-distribution-check", &[]);
-    assert_eq!(
-        out.verdict("node-distribution-check").as_deref(),
-        Some("FAIL"),
-        "{}",
-        out.stderr
-    );
-    let prefix = tb.prefix().to_string();
-    let left = tb.stop();
-    assert!(left.is_empty(), "test bed {prefix} left behind: {left:#?}");
-}
-
-#[test]
 fn in_cluster_run_and_conformance_image_on_the_real_control_plane() {
     let tb = TestBed::start("three-zones");
     // The suite's own image (the suite binary) as a Job with the ClusterRole it generates.
