@@ -11,18 +11,19 @@
 //!
 //! | scenario | mode | backend sees | what it is | the suite says |
 //! |---|---|---|---|---|
-//! | lb-proxy | Cluster | 10.244.1.1 | kube-proxy's MASQUERADE to worker-0's bridge | another address (issue 21: node SNAT) |
+//! | lb-proxy | Cluster | 10.244.1.1 | kube-proxy's MASQUERADE to worker-0's bridge | node SNAT (the gateway of worker-0's pod CIDR) |
 //! | lb-proxy | Local | 172.30.0.2 | the load balancer's address on the node network | another address (proxying load balancer) |
 //! | lb-proxy | Cluster/Local + PROXY annotation | 198.51.100.10 in the PROXY header | the client | preserved |
-//! | lb-l3 | Cluster | 10.244.1.1 | kube-proxy's MASQUERADE | another address (issue 21: node SNAT) |
+//! | lb-l3 | Cluster | 10.244.1.1 | kube-proxy's MASQUERADE | node SNAT |
 //! | lb-l3 | Local | 198.51.100.10 | the client | preserved |
 //! | lb-l3 | + PROXY annotation | - | OVN's provider refuses PROXY pools | no address (SyncLoadBalancerFailed) |
-//! | lb-l3-nat | Local | 198.51.100.10 | the client's public address (socket: 192.168.77.10) | another address (issue 21), preserved with --client-ip |
+//! | lb-l3-nat | Local | 198.51.100.10 | the client's public address (socket: 192.168.77.10) | preserved (the NAT kept the source port; or --client-ip) |
 //! | lb-unreachable | all | nothing: packets dropped | a dead load balancer | unreachable (warnings); lb-service-check FAILs `reachable` |
 //! | single-node (no cloud controller) | all | nothing: no address | - | no address (warnings); lb-service-check FAILs `address-assigned` |
 //!
-//! Tests marked `#[ignore = "suite bug (issue 21): ..."]` assert the real behaviour the
-//! suite gets wrong today; run them with `cargo test --test dataplane -- --ignored`.
+//! | lb-unreachable, lb-proxy | ipMode VIP, `--lb-probe-from cluster` | nothing: kube-proxy would bypass the load balancer | - | not probed: ABORT |
+//!
+//! Every row is decided from 5 connections (the first retried until it answers).
 //! Needs root, `testbed/build.sh`, and the Debian packages ipset, haproxy, nftables.
 
 mod support;
@@ -112,15 +113,14 @@ fn preservation_table(scenario: &str, extra: &[&str]) -> BTreeMap<String, Value>
 }
 
 /// Asserts the rows of lb-ip-preservation-check's table: mode, the source the backend saw
-/// (the real packet path's), and the suite's classification where the suite gets it right
-/// (`None`: asserted by an ignored test of a suite bug).
-fn assert_table(modes: &BTreeMap<String, Value>, expected: &[(&str, &str, Option<&str>)]) {
+/// (the real packet path's), and the suite's classification.
+fn assert_table(modes: &BTreeMap<String, Value>, expected: &[(&str, &str, &str)]) {
     for (mode, observed, class) in expected {
-        let (seen, classified) = row(modes, mode);
-        assert_eq!(seen, *observed, "{mode}: {modes:?}");
-        if let Some(class) = class {
-            assert_eq!(classified, *class, "{mode}: {modes:?}");
-        }
+        assert_eq!(
+            row(modes, mode),
+            (observed.to_string(), class.to_string()),
+            "{mode}: {modes:?}"
+        );
     }
 }
 
@@ -416,13 +416,13 @@ fn octavia_like_proxy_load_balancer_shows_its_address_and_the_proxy_header() {
         &modes(&out),
         &[
             // HAProxy -> worker-0's node port -> kube-proxy's DNAT to a local pod and
-            // MASQUERADE out of the pod bridge (node SNAT; the ignored test of issue 21).
-            ("cluster", WORKER_BRIDGE_IP, None),
+            // MASQUERADE out of the pod bridge (node SNAT).
+            ("cluster", WORKER_BRIDGE_IP, "node-snat"),
             // No SNAT on the node: the backend sees the amphora's own connection.
-            ("local", LB_NODE_IP, Some("other")),
+            ("local", LB_NODE_IP, "other"),
             // The PROXY protocol header carries the client, whatever the policy.
-            ("cluster-annotated", CLIENT_IP, Some("preserved")),
-            ("local-annotated", CLIENT_IP, Some("preserved")),
+            ("cluster-annotated", CLIENT_IP, "preserved"),
+            ("local-annotated", CLIENT_IP, "preserved"),
         ],
     );
     let (_, local) = requirement(&report, LB_IP, "local");
@@ -515,8 +515,8 @@ fn ovn_like_l3_load_balancer_preserves_the_client_with_local() {
         &modes(&out),
         &[
             // The DNAT keeps the client's address; kube-proxy masquerades it for Cluster.
-            ("cluster", WORKER_BRIDGE_IP, None),
-            ("local", CLIENT_IP, Some("preserved")),
+            ("cluster", WORKER_BRIDGE_IP, "node-snat"),
+            ("local", CLIENT_IP, "preserved"),
         ],
     );
     let (status, message) = requirement(&report, LB_IP, "preservation");
@@ -702,12 +702,30 @@ fn without_a_cloud_controller_no_address_is_ever_assigned() {
     assert_stopped(tb);
 }
 
-// Real behaviour the suite gets wrong today (issue 21); they fail until src/ is fixed.
+// Issue 21: what the suite once misread on the real packet path.
 
 #[test]
-#[ignore = "suite bug (issue 21): kube-proxy's MASQUERADE source 10.244.1.1 (worker-0's pod bridge) is classified 'another address', not node SNAT: node evidence is only InternalIP/ExternalIP"]
 fn kube_proxy_masquerade_behind_a_load_balancer_is_node_snat() {
-    assert_row("lb-l3", &[], "cluster", WORKER_BRIDGE_IP, "node-snat");
+    let tb = TestBed::start("lb-l3");
+    let out = tb.client_run(&["--check", LB_IP, "--lb-timeout", "30s"]);
+    verdict(&out, LB_IP);
+    assert_eq!(
+        row(&modes(&out), "cluster"),
+        (WORKER_BRIDGE_IP.into(), "node-snat".into())
+    );
+    let (status, message) = requirement(&report(&out), LB_IP, "cluster");
+    assert_eq!(status, "info", "{message}");
+    // kube-proxy masquerades out of the interface towards the pod: worker-0's bridge, the
+    // gateway of its pod CIDR, not its InternalIP; every sampled connection shows it.
+    assert!(
+        message.contains(&format!(
+            "the backend saw {WORKER_BRIDGE_IP} \u{d7}5 (node-snat): node address of worker-0 \
+             (the gateway of its pod CIDR 10.244.1.0/24 {WORKER_BRIDGE_IP}; SNAT by kube-proxy); \
+             5 of 5 connections answered"
+        )),
+        "{message}"
+    );
+    assert_stopped(tb);
 }
 
 #[test]
@@ -719,14 +737,34 @@ fn without_a_cloud_controller_the_message_says_no_event_concerns_the_service() {
 }
 
 #[test]
-#[ignore = "suite bug (issue 21): behind NAT the client address is the UDP socket's 192.168.77.10, so the preserved 198.51.100.10 is classified 'another address'"]
 fn client_behind_nat_is_preserved_without_client_ip() {
-    assert_row("lb-l3-nat", &[], "local", CLIENT_IP, "preserved");
+    let tb = TestBed::start("lb-l3-nat");
+    let out = tb.client_run(&["--check", LB_IP, "--lb-timeout", "30s"]);
+    verdict(&out, LB_IP);
+    // The suite's socket has 192.168.77.10; the NAT gateway keeps the source port, the
+    // DNAT of the load balancer too: the backend sees our connection's port from
+    // 198.51.100.10, which no node and no load balancer has.
+    assert_eq!(
+        row(&modes(&out), "local"),
+        (CLIENT_IP.into(), "preserved".into())
+    );
+    let (_, message) = requirement(&report(&out), LB_IP, "local");
+    assert!(
+        message.contains(&format!(
+            "the backend saw {CLIENT_IP} \u{d7}5 (preserved): client address preserved (the \
+             suite's address behind NAT: the connection kept its source port, so nothing \
+             proxied it); 5 of 5 connections answered"
+        )),
+        "{message}"
+    );
+    let (status, message) = requirement(&report(&out), LB_IP, "preservation");
+    assert_eq!(status, "pass", "{message}");
+    assert!(message.contains("with: local"), "{message}");
+    assert_stopped(tb);
 }
 
 #[test]
-#[ignore = "suite bug (issue 21): with --lb-probe-from cluster kube-proxy sends the probe of an ipMode VIP address straight to the backends: reachable PASSes although the load balancer drops everything"]
-fn dead_load_balancer_fails_reachable_from_inside_the_cluster() {
+fn dead_load_balancer_is_not_judged_from_inside_the_cluster() {
     let tb = TestBed::start("lb-unreachable");
     let out = tb.client_run(&[
         "--check",
@@ -736,11 +774,26 @@ fn dead_load_balancer_fails_reachable_from_inside_the_cluster() {
         "--lb-probe-from",
         "cluster",
     ]);
-    assert_ne!(verdict(&out, LB_SERVICE), "PASS", "{}", out.stderr);
+    // kube-proxy would send a pod's packets for this ipMode VIP address straight to the
+    // backends (a probe answers although the load balancer drops everything): the vantage
+    // point cannot decide, nothing is sent.
+    assert_eq!(verdict(&out, LB_SERVICE), "ABORT", "{}", out.stderr);
+    let (status, message) = requirement(&report(&out), LB_SERVICE, "reachable");
+    assert_eq!(status, "abort", "{message}");
+    assert!(
+        message.starts_with(
+            "not probed from a pod inside the cluster (--lb-probe-from cluster): the address \
+             203.0.113."
+        ) && message.contains(
+            "has ipMode VIP (status.loadBalancer.ingress), so kube-proxy routes traffic from \
+             inside the cluster straight to the endpoints and the load balancer is never used"
+        ),
+        "{message}"
+    );
+    assert_stopped(tb);
 }
 
 #[test]
-#[ignore = "suite bug (issue 21): with --lb-probe-from cluster and ipMode VIP the Local row reports the probe pod's own address as 'client address preserved'; the load balancer never saw the connection"]
 fn in_cluster_probe_of_a_vip_address_is_not_preservation() {
     let tb = TestBed::start("lb-proxy");
     let out = tb.client_run(&[
@@ -750,18 +803,35 @@ fn in_cluster_probe_of_a_vip_address_is_not_preservation() {
         "30s",
         "--lb-probe-from",
         "cluster",
+        "--lb-annotation",
+        PROXY_PROTOCOL,
     ]);
     verdict(&out, LB_IP);
     let report = report(&out);
-    // Measured and classified otherwise, or not measured at all: either is right.
-    let rows = testcase(&report, LB_IP)["facts"]["modes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let local = rows.iter().find(|m| m["mode"] == "local");
-    assert!(
-        local.is_none_or(|m| m["classification"] != "preserved"),
-        "{local:?}"
-    );
+    // ipMode VIP: not measured from a pod (kube-proxy's shortcut would show the probe pod's
+    // own address as "preserved").
+    for mode in ["cluster", "local"] {
+        let (status, message) = requirement(&report, LB_IP, mode);
+        assert_eq!(status, "abort", "{mode}: {message}");
+        assert!(
+            message.contains("not measured: not probed from a pod inside the cluster")
+                && message.contains("has ipMode VIP"),
+            "{message}"
+        );
+        assert_eq!(row(&modes(&out), mode), ("-".into(), "-".into()));
+    }
+    // ipMode Proxy (the PROXY protocol): the probe pod's connection goes through HAProxy,
+    // which names the pod in the PROXY header.
+    for mode in ["cluster-annotated", "local-annotated"] {
+        let (status, message) = requirement(&report, LB_IP, mode);
+        assert_eq!(status, "info", "{mode}: {message}");
+        assert!(
+            message.contains("in the PROXY header: client address preserved; 5 of 5 connections answered"),
+            "{message}"
+        );
+        let (seen, class) = row(&modes(&out), mode);
+        assert!(seen.starts_with("10.244.1."), "{mode}: {seen}");
+        assert_eq!(class, "preserved");
+    }
     assert_stopped(tb);
 }

@@ -99,12 +99,12 @@ fn packet_forwarding_lb_works_and_local_preserves_the_client() {
     assert!(reachable.contains("the backend saw 10.0.0."), "{reachable}");
     let local = out.junit_out(&format!("{IP}/local"));
     assert!(
-        local.contains("the backend saw 127.0.0.1: client address preserved"),
+        local.contains("the backend saw 127.0.0.1 \u{d7}5 (preserved): client address preserved"),
         "{local}"
     );
     let cluster = out.junit_out(&format!("{IP}/cluster"));
     assert!(
-        cluster.contains("(SNAT by kube-proxy)") && cluster.contains("node address of worker-"),
+        cluster.contains("; SNAT by kube-proxy)") && cluster.contains("node address of worker-"),
         "{cluster}"
     );
     let summary = out.junit_out(&format!("{IP}/preservation"));
@@ -144,7 +144,7 @@ fn proxying_lb_shows_its_own_address_and_the_proxy_header_carries_the_client() {
     for mode in ["cluster-annotated", "local-annotated"] {
         let row = out.junit_out(&format!("{IP}/{mode}"));
         assert!(
-            row.contains("the backend saw 127.0.0.1 in the PROXY header: client address preserved"),
+            row.contains("the backend saw 127.0.0.1 \u{d7}5 (preserved) in the PROXY header: client address preserved"),
             "{mode}: {row}"
         );
     }
@@ -427,45 +427,6 @@ fn address_that_does_not_answer_fails_reachable() {
 }
 
 #[test]
-fn probes_from_inside_the_cluster_when_asked() {
-    let sim = sim(Some(LbBehaviour::PacketForwarding));
-    let out = run(&sim, &[SVC], &["--lb-probe-from", "cluster"]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let reachable = out.junit_out(&format!("{SVC}/reachable"));
-    assert!(
-        reachable
-            .contains("answered HTTP 200 from a pod inside the cluster (--lb-probe-from cluster)"),
-        "{reachable}"
-    );
-    // The probe pod ran curl with the agnhost image, restricted like every suite pod.
-    let report = out.report();
-    assert!(
-        report.contains("vantage: a pod inside the cluster"),
-        "{report}"
-    );
-    assert_cleaned_up(&sim, &out, &addresses(&out));
-
-    let sim = self::sim(Some(LbBehaviour::Blackhole));
-    let out = run(
-        &sim,
-        &[SVC],
-        &["--lb-probe-from", "cluster", "--lb-timeout", "2s"],
-    );
-    assert_eq!(out.verdict(SVC).as_deref(), Some("FAIL"));
-    let message = out.junit_message(&format!("{SVC}/reachable"));
-    assert!(
-        message.contains("did not answer from a pod inside the cluster"),
-        "{message}"
-    );
-    assert!(message.contains("curl: (7) Failed to connect"), "{message}");
-    assert!(
-        !message.contains("run with --lb-probe-from cluster"),
-        "{message}"
-    );
-    assert_cleaned_up(&sim, &out, &addresses(&out));
-}
-
-#[test]
 fn unpullable_echo_image_aborts() {
     let image = "registry.example.invalid/agnhost:0.0";
     let sim = SimCluster::start(ClusterSpec {
@@ -498,31 +459,58 @@ fn bad_annotation_is_a_usage_error() {
 /// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
 /// for service accounts), with the options that need more rights (`--lb-probe-from
 /// cluster`: a probe pod and its log; `--lb-annotation`: the nginx ConfigMap): the same
-/// verdicts, and no call of the checks is refused.
+/// verdicts, and no call of the checks is refused. From inside the cluster (the suite's own
+/// pod, or a probe pod) only the PROXY protocol Services (ipMode Proxy) are measured; the
+/// ipMode VIP ones are not probed (kube-proxy would bypass the load balancer).
 #[test]
 fn in_cluster_the_rbac_table_grants_every_call() {
     let image = "ghcr.io/sovereigncloudstack/scs-kaas-check";
-    let sim = sim(Some(LbBehaviour::PacketForwarding));
-    support::incluster::register_suite_image(&sim, image);
-    let out = run(
-        &sim,
-        &[SVC, IP],
-        &["--in-cluster", "--lb-probe-from", "cluster"],
-    );
-    assert_eq!(out.verdict(SVC).as_deref(), Some("PASS"), "{}", out.stderr);
-    assert_eq!(out.verdict(IP).as_deref(), Some("PASS"), "{}", out.stderr);
-    assert!(support::incluster::assert_runner_granted(&sim) > 10);
-
-    let sim = sim_proxying();
-    support::incluster::register_suite_image(&sim, image);
     let annotation = format!("{OCTAVIA_PROXY_PROTOCOL}=true");
-    let out = run(
-        &sim,
-        &[IP],
-        &["--in-cluster", "--lb-annotation", &annotation],
-    );
-    assert_eq!(out.verdict(IP).as_deref(), Some("PASS"), "{}", out.stderr);
-    assert!(support::incluster::assert_runner_granted(&sim) > 10);
+    for probe_from in ["cluster", "suite"] {
+        let sim = sim_proxying();
+        support::incluster::register_suite_image(&sim, image);
+        let out = run(
+            &sim,
+            &[SVC, IP],
+            &[
+                "--in-cluster",
+                "--lb-probe-from",
+                probe_from,
+                "--lb-annotation",
+                &annotation,
+            ],
+        );
+        assert_eq!(out.verdict(SVC).as_deref(), Some("ABORT"), "{}", out.stderr);
+        let message = out.junit_message(&format!("{SVC}/reachable"));
+        assert!(
+            message.contains("has ipMode VIP (status.loadBalancer.ingress), so kube-proxy routes"),
+            "{message}"
+        );
+        let vantage = if probe_from == "cluster" {
+            "a pod inside the cluster (--lb-probe-from cluster)"
+        } else {
+            "the suite's own pod inside the cluster"
+        };
+        assert!(
+            message.contains(&format!("not probed from {vantage}")),
+            "{message}"
+        );
+        // Two modes not measured: undecided, whatever the others show.
+        assert_eq!(out.verdict(IP).as_deref(), Some("ABORT"), "{}", out.stderr);
+        let summary = out.junit_out(&format!("{IP}/preservation"));
+        assert!(
+            summary.contains("the backend sees the client address with: cluster-annotated, local-annotated"),
+            "{summary}"
+        );
+        for mode in ["cluster-annotated", "local-annotated"] {
+            let row = out.junit_out(&format!("{IP}/{mode}"));
+            assert!(
+                row.contains("in the PROXY header: client address preserved; 5 of 5 connections answered"),
+                "{mode}: {row}"
+            );
+        }
+        assert!(support::incluster::assert_runner_granted(&sim) > 10);
+    }
 }
 
 fn sim_proxying() -> SimCluster {
