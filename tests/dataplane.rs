@@ -826,7 +826,9 @@ fn in_cluster_probe_of_a_vip_address_is_not_preservation() {
         let (status, message) = requirement(&report, LB_IP, mode);
         assert_eq!(status, "info", "{mode}: {message}");
         assert!(
-            message.contains("in the PROXY header: client address preserved; 5 of 5 connections answered"),
+            message.contains(
+                "in the PROXY header: client address preserved; 5 of 5 connections answered"
+            ),
             "{message}"
         );
         let (seen, class) = row(&modes(&out), mode);

@@ -499,13 +499,17 @@ fn in_cluster_the_rbac_table_grants_every_call() {
         assert_eq!(out.verdict(IP).as_deref(), Some("ABORT"), "{}", out.stderr);
         let summary = out.junit_out(&format!("{IP}/preservation"));
         assert!(
-            summary.contains("the backend sees the client address with: cluster-annotated, local-annotated"),
+            summary.contains(
+                "the backend sees the client address with: cluster-annotated, local-annotated"
+            ),
             "{summary}"
         );
         for mode in ["cluster-annotated", "local-annotated"] {
             let row = out.junit_out(&format!("{IP}/{mode}"));
             assert!(
-                row.contains("in the PROXY header: client address preserved; 5 of 5 connections answered"),
+                row.contains(
+                    "in the PROXY header: client address preserved; 5 of 5 connections answered"
+                ),
                 "{mode}: {row}"
             );
         }

@@ -633,7 +633,10 @@ fn curl_transfer(argv: &[String]) -> (String, i32) {
                 }
             }
             Ok((code, body, local)) => {
-                return (format!("{body}{}", write(&code.to_string(), Some(local))), 0);
+                return (
+                    format!("{body}{}", write(&code.to_string(), Some(local))),
+                    0,
+                );
             }
             Err(e) => error = e,
         }
