@@ -287,8 +287,23 @@ fn kube_router_enforces_every_scenario_of_the_probe_matrix() {
         .to_string();
     let placement = probe_pod_nodes(&tb, &run_id);
     assert_eq!(placement.len(), 6, "{placement:?}");
-    let nodes: std::collections::BTreeSet<&String> = placement.values().collect();
-    assert_eq!(nodes.len(), 2, "probe pods on one node only: {placement:?}");
+    // The servers on different nodes, client x beside its own namespace's server, client
+    // y beside the other one: each policy's cells cross both paths.
+    let node = |ns: &str, pod: &str| placement[&format!("skc-{run_id}-netpol-{ns}/{pod}")].clone();
+    let (server_a, server_b) = (node("a", "server"), node("b", "server"));
+    assert_ne!(server_a, server_b, "{placement:?}");
+    assert_eq!(node("a", "client-x"), server_a, "{placement:?}");
+    assert_eq!(node("a", "client-y"), server_b, "{placement:?}");
+    assert_eq!(node("b", "client-x"), server_b, "{placement:?}");
+    assert_eq!(node("b", "client-y"), server_a, "{placement:?}");
+    assert!(
+        message.contains(&format!(
+            "placement: servers on nodes {server_a} and {server_b}, clients x beside their own \
+             namespace's server and clients y beside the other's: every scenario is probed \
+             within a node and across nodes"
+        )),
+        "{message}"
+    );
     let deleted = scs(&["delete", "-k", tb.kubeconfig_str(), "--run-id", &run_id]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     assert_stopped(tb);

@@ -503,12 +503,21 @@ fn policies_that_stay_in_force_after_deletion_abort_the_rest() {
     );
     let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
-    // The first scenario was measured correctly ...
+    // The first scenario showed the expected denials, but they outlived their policy: not
+    // the policy's doing, so not a pass ...
+    let message = out.junit_message(&req("default-deny-ingress"));
     assert!(
-        out.junit_out(&req("default-deny-ingress"))
-            .contains("as expected")
+        message.starts_with(
+            "not judged: the policies of default-deny-ingress were deleted but connections \
+             were still not restored after 2.0s"
+        ) && message.contains(
+            "denials that outlive their policies are not the policies' doing (the matrix \
+             showed: ingress to the servers of namespace A denied: 8 of 16 connections \
+             allowed, as expected"
+        ),
+        "{message}"
     );
-    // ... but its policy never went away, so nothing after it can be judged.
+    // ... and nothing after it can be judged.
     for id in &POLICY_SCENARIOS[1..] {
         let message = out.junit_message(&req(id));
         assert!(
@@ -591,5 +600,82 @@ fn in_cluster_the_rbac_table_grants_every_call() {
     let out = run(&sim, &["--in-cluster"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(support::incluster::assert_runner_granted(&sim) > 10);
+    assert_cleaned_up(&sim);
+}
+
+#[test]
+fn a_flapping_plugin_never_passes_a_scenario() {
+    // The agent enforces for one probe round (16 connections), then not for the next: the
+    // expected matrix shows up every other round but never twice in a row.
+    let sim = sim(
+        NetworkProfile {
+            flaps_every: Some(16),
+            ..NetworkProfile::enforcing()
+        },
+        true,
+    );
+    let out = run(&sim, &["--policy-timeout", "4s"]);
+    assert_eq!(out.verdict(NET).as_deref(), Some("FAIL"), "{}", out.stderr);
+    let message = out.junit_message(&req("default-deny-ingress"));
+    assert!(
+        message.contains("never in 2 consecutive ones: the enforcement flaps)")
+            && message.contains("expected denied, observed allowed"),
+        "{message}"
+    );
+    assert_cleaned_up(&sim);
+}
+
+#[test]
+fn dials_answered_by_a_sidecar_are_not_connections() {
+    let sim = sim(
+        NetworkProfile {
+            dials_answered_by: Some("envoy-7f9c".into()),
+            ..NetworkProfile::enforcing()
+        },
+        true,
+    );
+    let out = run(&sim, &["--policy-timeout", "2s"]);
+    assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
+    let message = out.junit_message(&req("baseline"));
+    assert!(
+        message.contains(
+            "expected allowed, observed unknown (the dial was answered by \"envoy-7f9c\", not \
+             by the server pod (hostname \"server\")"
+        ) && message.contains("the probe setup is broken, no scenario can be judged"),
+        "{message}"
+    );
+    assert_cleaned_up(&sim);
+}
+
+#[test]
+fn a_dead_server_is_not_a_denial() {
+    // The server of namespace A dies as the first policy comes into force: every dial to
+    // it is refused, which is exactly what default-deny-ingress expects.
+    let sim = sim(
+        NetworkProfile {
+            server_dies: true,
+            ..NetworkProfile::enforcing()
+        },
+        true,
+    );
+    let out = run(&sim, &["--policy-timeout", "2s"]);
+    assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
+    let message = out.junit_message(&req("default-deny-ingress"));
+    let a = namespace(&out, "netpol-a");
+    assert!(
+        message.starts_with(&format!(
+            "not judged: server pod {a}/server restarted during the scenario (restartCount 0 -> \
+             2, summed over its containers); server pod {a}/server was not ready after the scenario; a dead server refuses \
+             every connection, which looks like a policy's denial"
+        )),
+        "{message}"
+    );
+    for id in &POLICY_SCENARIOS[1..] {
+        let message = out.junit_message(&req(id));
+        assert!(
+            message.contains("not measured: the policies of default-deny-ingress were deleted but connections were still not restored"),
+            "{id}: {message}"
+        );
+    }
     assert_cleaned_up(&sim);
 }

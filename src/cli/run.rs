@@ -228,8 +228,9 @@ pub struct NetworkingArgs {
     )]
     pub networking: Networking,
     /// How long a NetworkPolicy change may take to be in force: the network check probes
-    /// until the expected connections hold or this passes.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide_short_help = true)]
+    /// until the expected connections hold in two rounds in a row, or this passes (large
+    /// clusters take longer than a minute; a round with dropped packets takes 5 s).
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration, hide_short_help = true)]
     pub policy_timeout: Duration,
 }
 
