@@ -52,6 +52,13 @@ fn sim(network: NetworkProfile, recommendations: bool) -> SimCluster {
     sim
 }
 
+/// A run against a simulator with the recommendations in place and this network plugin.
+fn run_profile(network: NetworkProfile, policy_timeout: &str) -> (SimCluster, Output) {
+    let sim = sim(network, true);
+    let out = run(&sim, &["--policy-timeout", policy_timeout]);
+    (sim, out)
+}
+
 fn run(sim: &SimCluster, extra: &[&str]) -> Output {
     let mut args = vec!["--check", NET];
     args.extend_from_slice(extra);
@@ -292,14 +299,13 @@ fn ingress_only_plugin_fails_the_egress_scenarios() {
 
 #[test]
 fn plugin_ignoring_namespace_selectors_fails_those_scenarios() {
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             namespace_selectors: false,
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("FAIL"), "{}", out.stderr);
     let message = out.junit_message(&req("ingress-namespace-selector"));
     assert!(message.contains("4 of 16 connections differ"), "{message}");
@@ -421,15 +427,14 @@ fn ipblock_failure_without_the_ok_to_fail_entry_fails() {
 fn slow_plugin_is_waited_for_by_probing() {
     // Policies take 1.2 s to be programmed and blocked packets are dropped (the client times
     // out): a single measurement right after creating the policies would be wrong.
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             programming_delay: Duration::from_millis(1200),
             blocked: Blocked::Drop(Duration::from_millis(300)),
             ..NetworkProfile::enforcing()
         },
-        true,
+        "30s",
     );
-    let out = run(&sim, &["--policy-timeout", "30s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("PASS"), "{}", out.stderr);
     let report = out.report();
     // Every policy scenario needed more than one probe round.
@@ -445,14 +450,13 @@ fn slow_plugin_is_waited_for_by_probing() {
 
 #[test]
 fn isolated_pods_abort_at_the_baseline() {
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             pods_isolated: true,
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
     let message = out.junit_message(&req("baseline"));
     assert!(message.contains("the probe setup is broken"), "{message}");
@@ -494,14 +498,13 @@ fn unpullable_agnhost_image_aborts_and_cleans_up() {
 
 #[test]
 fn policies_that_stay_in_force_after_deletion_abort_the_rest() {
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             keeps_deleted_policies: true,
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
     // The first scenario showed the expected denials, but they outlived their policy: not
     // the policy's doing, so not a pass ...
@@ -553,14 +556,13 @@ fn denied_pod_proxy_makes_cells_unknown_and_aborts() {
 fn a_proxy_error_keeps_its_message() {
     // The API server cannot reach the pods: after its 30 s dial timeout it answers 503. The
     // probe waits longer than that, so the cell says why instead of "no answer".
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             apiserver_cannot_reach_pods: Some(Duration::from_secs(30)),
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
     let message = out.junit_message(&req("baseline"));
     assert!(
@@ -607,14 +609,13 @@ fn in_cluster_the_rbac_table_grants_every_call() {
 fn a_flapping_plugin_never_passes_a_scenario() {
     // The agent enforces for one probe round (16 connections), then not for the next: the
     // expected matrix shows up every other round but never twice in a row.
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             flaps_every: Some(16),
             ..NetworkProfile::enforcing()
         },
-        true,
+        "4s",
     );
-    let out = run(&sim, &["--policy-timeout", "4s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("FAIL"), "{}", out.stderr);
     let message = out.junit_message(&req("default-deny-ingress"));
     assert!(
@@ -627,14 +628,13 @@ fn a_flapping_plugin_never_passes_a_scenario() {
 
 #[test]
 fn dials_answered_by_a_sidecar_are_not_connections() {
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             dials_answered_by: Some("envoy-7f9c".into()),
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
     let message = out.junit_message(&req("baseline"));
     assert!(
@@ -651,14 +651,13 @@ fn dials_answered_by_a_sidecar_are_not_connections() {
 fn a_dead_server_is_not_a_denial() {
     // The server of namespace A dies as the first policy comes into force: every dial to
     // it is refused, which is exactly what default-deny-ingress expects.
-    let sim = sim(
+    let (sim, out) = run_profile(
         NetworkProfile {
             server_dies: true,
             ..NetworkProfile::enforcing()
         },
-        true,
+        "2s",
     );
-    let out = run(&sim, &["--policy-timeout", "2s"]);
     assert_eq!(out.verdict(NET).as_deref(), Some("ABORT"), "{}", out.stderr);
     let message = out.junit_message(&req("default-deny-ingress"));
     let a = namespace(&out, "netpol-a");

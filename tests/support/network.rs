@@ -608,7 +608,9 @@ async fn dial(shared: &Shared, client: &Value, query: &HashMap<String, String>) 
             .network
             .dials
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let enforcing = network.flaps_every.is_none_or(|n| (dial / n).is_multiple_of(2));
+        let enforcing = network
+            .flaps_every
+            .is_none_or(|n| (dial / n).is_multiple_of(2));
         let reachable = server.as_ref().is_some_and(|s| {
             !enforcing || connects(shared, &pod_endpoint(client), &pod_endpoint(s), port)
         });
