@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::NETWORK_POLICY_SCENARIOS;
-use support::binary::{Output, scs};
+use support::binary::{Output, assert_valid_junit, scs};
 use support::testbed::TestBed;
 
 const NETPOL: &str = "kaas-networking-check";
@@ -48,6 +48,8 @@ const CLIENT_IP: &str = "198.51.100.10";
 const LB_NODE_IP: &str = "172.30.0.2";
 /// worker-0's pod bridge (cbr0): kube-proxy's MASQUERADE source towards its own pods.
 const WORKER_BRIDGE_IP: &str = "10.244.1.1";
+/// agnhost from a mirror (`--agnhost-image`).
+const MIRRORED_AGNHOST: &str = "mirror.example/m/registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 fn report(out: &Output) -> Value {
     serde_saphyr::from_str(&out.report()).expect("report.yaml is YAML")
@@ -171,9 +173,10 @@ fn verdict(out: &Output, testcase: &str) -> String {
         .unwrap_or_else(|| panic!("no verdict for {testcase}:\n{}", out.stderr))
 }
 
-/// Requests through the API server's pod proxy so far (kube-apiserver's own
-/// apiserver_request_total, summed over verbs and codes).
-fn pod_proxy_requests(tb: &TestBed) -> u64 {
+/// Requests of `verb` ("" for any) on `resource` (and `subresource`, "" for none) the API
+/// server has served so far (kube-apiserver's own apiserver_request_total, summed over
+/// codes).
+fn requests_served(tb: &TestBed, verb: &str, resource: &str, subresource: &str) -> u64 {
     let client = tb.client();
     let text = tb.block_on(async {
         let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
@@ -182,11 +185,66 @@ fn pod_proxy_requests(tb: &TestBed) -> u64 {
     text.lines()
         .filter(|l| {
             l.starts_with("apiserver_request_total{")
-                && l.contains("resource=\"pods\"")
-                && l.contains("subresource=\"proxy\"")
+                && l.contains(&format!("resource=\"{resource}\""))
+                && l.contains(&format!("subresource=\"{subresource}\""))
+                && (verb.is_empty() || l.contains(&format!("verb=\"{verb}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// Requests through the API server's pod proxy so far.
+fn pod_proxy_requests(tb: &TestBed) -> u64 {
+    requests_served(tb, "", "pods", "proxy")
+}
+
+/// The AdminNetworkPolicy and BaselineAdminNetworkPolicy CRDs (what a plugin that
+/// implements them installs) and a default IngressClass: both recommendations hold.
+fn install_recommendations(tb: &TestBed) {
+    use k8s_openapi::api::networking::v1::IngressClass;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let client = tb.client();
+    tb.block_on(async {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (plural, kind) in [
+            ("adminnetworkpolicies", "AdminNetworkPolicy"),
+            ("baselineadminnetworkpolicies", "BaselineAdminNetworkPolicy"),
+        ] {
+            create(
+                &crds,
+                json!({
+                    // As the network-policy-api project's CRDs carry it (a protected group).
+                    "metadata": {"name": format!("{plural}.policy.networking.k8s.io"),
+                        "annotations": {"api-approved.kubernetes.io":
+                            "https://github.com/kubernetes-sigs/network-policy-api/pull/30"}},
+                    "spec": {"group": "policy.networking.k8s.io", "scope": "Cluster",
+                        "names": {"plural": plural, "kind": kind},
+                        "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                            "schema": {"openAPIV3Schema": {"type": "object",
+                                "x-kubernetes-preserve-unknown-fields": true}}}]}
+                }),
+            )
+            .await;
+            let name = format!("{plural}.policy.networking.k8s.io");
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .expect("CRD established within 30 s")
+            .expect("watch CRD");
+        }
+        let classes: Api<IngressClass> = Api::all(client.clone());
+        create(
+            &classes,
+            json!({
+                "metadata": {"name": "nginx",
+                    "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+                "spec": {"controller": "k8s.io/ingress-nginx"}
+            }),
+        )
+        .await;
+    });
 }
 
 /// The nodes the probe pods of a kept run were scheduled to, by pod.
@@ -223,22 +281,108 @@ fn probe_pod_nodes(tb: &TestBed, run_id: &str) -> BTreeMap<String, String> {
 #[test]
 fn kube_router_enforces_every_scenario_of_the_probe_matrix() {
     let tb = TestBed::start("netpol-kube-router");
+    install_recommendations(&tb);
+    // The rights `gen` prints for this check, and nothing more.
+    let sa = tb.gen_role_kubeconfig("netpol", &["--check", NETPOL]);
     let before = pod_proxy_requests(&tb);
     let started = Instant::now();
-    // --keep: the probe pods stay, so that their placement can be checked afterwards.
+    // --keep: the probe pods stay, so that their placement can be checked afterwards. The
+    // agnhost image from a mirror (the test bed matches images by repository path).
     let out = scs(&[
         "run",
         "-k",
-        tb.kubeconfig_str(),
+        sa.to_str().expect("path"),
         "--offline",
         "--check",
         NETPOL,
         "--keep",
+        "--agnhost-image",
+        MIRRORED_AGNHOST,
     ]);
     let wall = started.elapsed();
     let probes = pod_proxy_requests(&tb) - before;
     assert_eq!(verdict(&out, NETPOL), "PASS", "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    assert_eq!(
+        requests_served(&tb, "PUT", "pods", "") + requests_served(&tb, "PATCH", "pods", ""),
+        0
+    );
     let report = report(&out);
+    let (status, message) = requirement(&report, NETPOL, "admin-network-policy");
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.contains("policy.networking.k8s.io/v1alpha1/adminnetworkpolicies"),
+        "{message}"
+    );
+    let (status, message) = requirement(&report, NETPOL, "default-ingress-class");
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.contains("default IngressClass: nginx (k8s.io/ingress-nginx)"),
+        "{message}"
+    );
+    // Denied cells are measured: the whole matrix is in the details.
+    let run_id = report["run"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let (a, b) = (
+        format!("skc-{run_id}-netpol-a"),
+        format!("skc-{run_id}-netpol-b"),
+    );
+    let text = out.junit_out(&format!("{NETPOL}/default-deny-ingress"));
+    assert!(text.contains("8 of 16 connections allowed"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{b}/client-y -> {a}/server:8081: expected denied, observed denied"
+        )),
+        "{text}"
+    );
+    let (_, message) = requirement(&report, NETPOL, "ingress-pod-and-namespace-selector");
+    assert!(
+        message.contains("10 of 16 connections allowed"),
+        "{message}"
+    );
+    for id in NETWORK_POLICY_SCENARIOS {
+        assert!(
+            out.stderr.contains(&format!("{id}: as expected after")),
+            "{}",
+            out.stderr
+        );
+    }
+    // The probe pods passed the real restricted PodSecurity admission, with the image given;
+    // --keep keeps them, but every scenario's policies were removed.
+    let client = tb.client();
+    let selector = format!("scs-kaas-check/run-id={run_id}");
+    let (pods, policies) = tb.block_on(async {
+        let pods: Api<Pod> = Api::all(client.clone());
+        let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            Api::all(client.clone());
+        let params = kube::api::ListParams::default().labels(&selector);
+        (
+            pods.list(&params).await.expect("pods").items,
+            policies.list(&params).await.expect("policies").items,
+        )
+    });
+    assert_eq!(pods.len(), 6);
+    assert!(policies.is_empty(), "{policies:?}");
+    for p in &pods {
+        let spec = p.spec.as_ref().expect("spec");
+        let pod_context = spec.security_context.as_ref().expect("pod securityContext");
+        assert_eq!(pod_context.run_as_non_root, Some(true));
+        for c in &spec.containers {
+            assert_eq!(c.image.as_deref(), Some(MIRRORED_AGNHOST));
+            let context = c.security_context.as_ref().expect("securityContext");
+            assert_eq!(context.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                context.capabilities.as_ref().and_then(|c| c.drop.clone()),
+                Some(vec!["ALL".to_string()])
+            );
+            let args = c.args.clone().unwrap_or_default();
+            assert_eq!(args[0], "netexec");
+            assert!(args.iter().any(|a| a == "--udp-port=-1"), "{args:?}");
+        }
+    }
     let (status, message) = requirement(&report, NETPOL, "baseline");
     assert_eq!(status, "pass", "{message}");
     assert!(
@@ -281,10 +425,6 @@ fn kube_router_enforces_every_scenario_of_the_probe_matrix() {
     );
 
     // Same-node (bridged) and cross-node (routed) paths were both probed.
-    let run_id = report["run"]["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
     let placement = probe_pod_nodes(&tb, &run_id);
     assert_eq!(placement.len(), 6, "{placement:?}");
     // The servers on different nodes, client x beside its own namespace's server, client
@@ -306,16 +446,19 @@ fn kube_router_enforces_every_scenario_of_the_probe_matrix() {
     );
     let deleted = scs(&["delete", "-k", tb.kubeconfig_str(), "--run-id", &run_id]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(tb.labelled_leftovers(&run_id), Vec::<String>::new());
     assert_stopped(tb);
 }
 
 #[test]
 fn without_a_policy_implementation_default_deny_fails_naming_its_cells() {
     let tb = TestBed::start("netpol-none");
+    let sa = tb.gen_role_kubeconfig("netpol", &["--check", NETPOL]);
+    let policies_before = requests_served(&tb, "POST", "networkpolicies", "");
     let out = scs(&[
         "run",
         "-k",
-        tb.kubeconfig_str(),
+        sa.to_str().expect("path"),
         "--offline",
         "--check",
         NETPOL,
@@ -323,8 +466,40 @@ fn without_a_policy_implementation_default_deny_fails_naming_its_cells() {
         "3s",
     ]);
     assert_eq!(verdict(&out, NETPOL), "FAIL", "{}", out.stderr);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    // The testcase fails whatever the rest would show: only the first policy was created.
+    assert_eq!(
+        requests_served(&tb, "POST", "networkpolicies", "") - policies_before,
+        1
+    );
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
     let report = report(&out);
     let run_id = report["run"]["run_id"].as_str().expect("run id");
+    assert!(
+        !out.junit_message(&format!("{NETPOL}/baseline"))
+            .contains("expected")
+    );
+    // Missing recommendations are warnings.
+    let (status, message) = requirement(&report, NETPOL, "admin-network-policy");
+    assert_eq!(status, "warn", "{message}");
+    assert!(
+        message.contains("the policy.networking.k8s.io API (AdminNetworkPolicy / BaselineAdminNetworkPolicy) is not served"),
+        "{message}"
+    );
+    let (status, message) = requirement(&report, NETPOL, "default-ingress-class");
+    assert_eq!(status, "warn", "{message}");
+    assert!(message.contains("no IngressClass exists"), "{message}");
+    assert_eq!(
+        out.junit_kind(&format!("{NETPOL}/default-deny-ingress")),
+        "failure FAIL"
+    );
+    assert!(
+        out.junit_message(&format!("{NETPOL}/default-deny-ingress"))
+            .contains("and 4 more"),
+        "{}",
+        out.junit()
+    );
+    assert_eq!(tb.labelled_leftovers(run_id), Vec::<String>::new());
     let a = format!("skc-{run_id}-netpol-a");
     let b = format!("skc-{run_id}-netpol-b");
     let (status, _) = requirement(&report, NETPOL, "baseline");
@@ -383,6 +558,10 @@ fn without_a_policy_implementation_default_deny_fails_naming_its_cells() {
         assert_eq!(
             message, "not attempted: default-deny-ingress already failed",
             "{id}"
+        );
+        assert_eq!(
+            out.junit_kind(&format!("{NETPOL}/{id}")),
+            "skipped NOT-ATTEMPTED"
         );
     }
     for (id, differ, first) in expected {

@@ -464,3 +464,64 @@ pub fn leftovers(prefix: &str, dir: &Path) -> Leftovers {
     out.dir_exists = dir.join("nodes").exists() || dir.join("etcd").exists();
     out
 }
+
+impl TestBed {
+    /// A kubeconfig of a ServiceAccount bound to exactly the rules of the ClusterRole that
+    /// `scs-kaas-check gen` prints for `selection` (e.g. `["--check", "lb-service-check"]`),
+    /// created as ClusterRole `name`: a run with it proves the README's rights suffice.
+    pub fn gen_role_kubeconfig(&self, name: &str, selection: &[&str]) -> PathBuf {
+        let mut args = vec!["gen"];
+        args.extend_from_slice(selection);
+        let out = super::binary::scs(&args);
+        assert_eq!(out.code, 0, "gen: {}", out.stderr);
+        let role = out
+            .stdout
+            .split("\n---")
+            .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+            .find(|doc| doc["kind"] == "ClusterRole")
+            .unwrap_or_else(|| panic!("no ClusterRole in gen's output:\n{}", out.stdout));
+        let rules: Vec<PolicyRule> =
+            serde_json::from_value(role["rules"].clone()).expect("ClusterRole rules");
+        self.create_cluster_role(name, rules);
+        self.service_account_kubeconfig(name)
+    }
+
+    /// Every object carrying run `run_id`'s label, cluster-scoped ones included, as
+    /// `kind namespace/name` (listed with the admin credential; empty: nothing left).
+    pub fn labelled_leftovers(&self, run_id: &str) -> Vec<String> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, Pod, Secret, Service};
+        use k8s_openapi::api::networking::v1::NetworkPolicy;
+        use kube::api::ListParams;
+        let client = self.client();
+        let params = ListParams::default().labels(&format!("scs-kaas-check/run-id={run_id}"));
+        self.block_on(async {
+            let mut left = Vec::new();
+            macro_rules! list {
+                ($kind:ty, $name:expr) => {
+                    let api: Api<$kind> = Api::all(client.clone());
+                    for o in api.list(&params).await.expect($name).items {
+                        left.push(format!(
+                            "{} {}/{}",
+                            $name,
+                            o.metadata.namespace.unwrap_or_default(),
+                            o.metadata.name.unwrap_or_default()
+                        ));
+                    }
+                };
+            }
+            list!(Namespace, "Namespace");
+            list!(Pod, "Pod");
+            list!(Service, "Service");
+            list!(Deployment, "Deployment");
+            list!(ConfigMap, "ConfigMap");
+            list!(Secret, "Secret");
+            list!(NetworkPolicy, "NetworkPolicy");
+            list!(ServiceAccount, "ServiceAccount");
+            list!(PersistentVolume, "PersistentVolume");
+            list!(ClusterRole, "ClusterRole");
+            list!(ClusterRoleBinding, "ClusterRoleBinding");
+            left
+        })
+    }
+}
