@@ -52,6 +52,11 @@ const WORKER_BRIDGE_IP: &str = "10.244.1.1";
 const MIRRORED_AGNHOST: &str = "mirror.example/m/registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 fn report(out: &Output) -> Value {
+    report_of(out)
+}
+
+/// report.yaml of a run.
+fn report_of(out: &Output) -> Value {
     serde_saphyr::from_str(&out.report()).expect("report.yaml is YAML")
 }
 
@@ -107,7 +112,7 @@ fn preservation_table(scenario: &str, extra: &[&str]) -> BTreeMap<String, Value>
     let tb = TestBed::start(scenario);
     let mut args = vec!["--check", LB_IP, "--lb-timeout", "30s"];
     args.extend_from_slice(extra);
-    let out = tb.client_run(&args);
+    let out = least(&tb, &args);
     verdict(&out, LB_IP);
     let table = modes(&out);
     assert_stopped(tb);
@@ -147,18 +152,40 @@ where
         .expect("created")
 }
 
+/// The suite in the client namespace (`run ... args`) as a ServiceAccount bound to exactly
+/// the ClusterRole `gen` prints for the same arguments; asserts that the run left nothing
+/// labelled behind.
+fn least(tb: &TestBed, args: &[&str]) -> Output {
+    static ROLES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let role = format!(
+        "suite-{}",
+        ROLES.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let account = tb.gen_role_kubeconfig(&role, args);
+    let out = tb.client_run_as(&tb.for_client_namespace(&account), args);
+    let run_id = report(&out)["run"]["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run id:\n{}", out.stderr))
+        .to_string();
+    assert_eq!(tb.labelled_leftovers(&run_id), Vec::<String>::new());
+    out
+}
+
 /// Both load balancer checks in the client namespace, the PROXY protocol annotation given.
 fn lb_checks(tb: &TestBed, lb_timeout: &str) -> Output {
-    tb.client_run(&[
-        "--check",
-        LB_SERVICE,
-        "--check",
-        LB_IP,
-        "--lb-annotation",
-        PROXY_PROTOCOL,
-        "--lb-timeout",
-        lb_timeout,
-    ])
+    least(
+        tb,
+        &[
+            "--check",
+            LB_SERVICE,
+            "--check",
+            LB_IP,
+            "--lb-annotation",
+            PROXY_PROTOCOL,
+            "--lb-timeout",
+            lb_timeout,
+        ],
+    )
 }
 
 fn assert_stopped(tb: TestBed) {
@@ -643,6 +670,41 @@ fn octavia_like_proxy_load_balancer_shows_its_address_and_the_proxy_header() {
         out.stderr
     );
 
+    // No annotation: no mode shows the client; a warning (with the hint), a failure only
+    // under --strict.
+    let strict = least(&tb, &["--check", LB_IP, "--lb-timeout", "30s", "--strict"]);
+    assert_eq!(verdict(&strict, LB_IP), "FAIL", "{}", strict.stderr);
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+    let (status, message) = requirement(&report_of(&strict), LB_IP, "preservation");
+    assert_eq!(status, "warn", "{message}");
+    assert!(
+        message.starts_with(
+            "no measured mode shows the client address to the backend (cluster, local)"
+        ) && message.contains("--lb-annotation loadbalancer.openstack.org/proxy-protocol=true"),
+        "{message}"
+    );
+    // An annotation the cloud does not know: HAProxy sends no PROXY header, nginx closes
+    // the connections; reported (a warning), the testcase being informational.
+    let wrong = least(
+        &tb,
+        &[
+            "--check",
+            LB_IP,
+            "--lb-annotation",
+            "example.com/proxy-protocol=v2",
+            "--lb-timeout",
+            "6s",
+        ],
+    );
+    assert_eq!(verdict(&wrong, LB_IP), "PASS", "{}", wrong.stderr);
+    let row = wrong.junit_out(&format!("{LB_IP}/local-annotated"));
+    assert!(
+        row.contains("closes connections that carry no PROXY header")
+            && row.contains("counted as Warn"),
+        "{row}"
+    );
+    assert_eq!(modes(&wrong)["local-annotated"]["reachable"], json!(false));
+
     // The cloud controller's ipMode: Proxy with the PROXY protocol (no kube-proxy
     // shortcut), VIP otherwise, as cloud-provider-openstack writes it.
     let client = tb.client();
@@ -704,7 +766,24 @@ fn ovn_like_l3_load_balancer_preserves_the_client_with_local() {
     let out = lb_checks(&tb, "20s");
     assert_eq!(verdict(&out, LB_SERVICE), "PASS", "{}", out.stderr);
     assert_eq!(verdict(&out, LB_IP), "PASS", "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
     let report = report(&out);
+    let (_, assigned) = requirement(&report, LB_SERVICE, "address-assigned");
+    assert!(
+        assigned.contains("Service echo got the external address 203.0.113."),
+        "{assigned}"
+    );
+    let (_, reachable) = requirement(&report, LB_SERVICE, "reachable");
+    assert!(
+        reachable.contains("answered HTTP 200 from the machine running the suite")
+            && reachable.contains("5 of 5 connections answered"),
+        "{reachable}"
+    );
+    assert_eq!(
+        testcase(&report, LB_SERVICE)["facts"]["vantage"],
+        json!("the machine running the suite")
+    );
     assert_table(
         &modes(&out),
         &[
@@ -835,9 +914,13 @@ fn dead_load_balancer_fails_reachable_from_outside() {
     let (status, message) = requirement(&report, LB_SERVICE, "reachable");
     assert_eq!(status, "fail", "{message}");
     assert!(
-        message.contains(" did not answer from the machine running the suite within 10s"),
+        message.contains(" did not answer from the machine running the suite within 10s")
+            && message.contains("last error: connect: no answer within 5s")
+            && message.contains("--lb-probe-from cluster cannot help"),
         "{message}"
     );
+    // Retried with backoff, not once.
+    assert!(out.stderr.contains("attempt 2 failed"), "{}", out.stderr);
     // Every mode unreachable is decided (a warning, the testcase being informational), but
     // nothing was measured: which modes preserve the client is undecided, never a pass.
     assert_eq!(verdict(&out, LB_IP), "ABORT", "{}", out.stderr);
@@ -860,6 +943,93 @@ fn dead_load_balancer_fails_reachable_from_outside() {
     assert_eq!(status, "abort", "{message}");
     assert!(
         message.contains("nothing was measured: no mode got a source address to classify"),
+        "{message}"
+    );
+    // An echo image that cannot be pulled (the kubelet's ErrImagePull): the environment's
+    // problem, ABORT naming the flag; the address itself was assigned.
+    let image = "registry.example.invalid/agnhost:0.0";
+    let out = least(
+        &tb,
+        &[
+            "--check",
+            LB_SERVICE,
+            "--agnhost-image",
+            image,
+            "--pod-start-timeout",
+            "5s",
+            "--lb-timeout",
+            "10s",
+        ],
+    );
+    assert_eq!(verdict(&out, LB_SERVICE), "ABORT", "{}", out.stderr);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let (status, message) = requirement(&report_of(&out), LB_SERVICE, "reachable");
+    assert_eq!(status, "abort", "{message}");
+    assert!(
+        message.contains("the image cannot be pulled, set --agnhost-image to a reachable mirror"),
+        "{message}"
+    );
+    assert_eq!(
+        requirement(&report_of(&out), LB_SERVICE, "address-assigned").0,
+        "pass"
+    );
+    assert_stopped(tb);
+}
+
+#[test]
+fn cloud_refusing_the_load_balancer_fails_with_its_events() {
+    // managed-workers: the cloud controller refuses every load balancer (quota).
+    let tb = TestBed::start("managed-workers");
+    let out = least(
+        &tb,
+        &[
+            "--check",
+            LB_SERVICE,
+            "--check",
+            LB_IP,
+            "--lb-timeout",
+            "3s",
+        ],
+    );
+    assert_eq!(verdict(&out, LB_SERVICE), "FAIL", "{}", out.stderr);
+    let report = report(&out);
+    let (status, message) = requirement(&report, LB_SERVICE, "address-assigned");
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("Service echo (type LoadBalancer) got no external address within 3s")
+            && message.contains("Warning SyncLoadBalancerFailed: Error syncing load balancer: failed to ensure load balancer: Quota exceeded for resources: ['loadbalancer']")
+            && message.contains("Normal EnsuringLoadBalancer"),
+        "{message}"
+    );
+    assert_eq!(
+        out.junit_message(&format!("{LB_SERVICE}/reachable")),
+        "not attempted: the Service got no external address"
+    );
+    assert_eq!(
+        out.junit_kind(&format!("{LB_SERVICE}/reachable")),
+        "skipped NOT-ATTEMPTED"
+    );
+    // Each mode refused with a Warning event is decided (a warning); preservation, which
+    // needs a measured source, is not: ABORT.
+    assert_eq!(verdict(&out, LB_IP), "ABORT", "{}", out.stderr);
+    for (mode, policy) in [("cluster", "Cluster"), ("local", "Local")] {
+        let summary = out.junit_out(&format!("{LB_IP}/{mode}"));
+        assert!(
+            summary.starts_with(&format!(
+                "WARNING externalTrafficPolicy {policy}: Service {mode} (type LoadBalancer) \
+                 got no external address within 3s"
+            )) && summary.contains("Quota exceeded for resources"),
+            "{summary}"
+        );
+        assert_eq!(requirement(&report, LB_IP, mode).0, "fail");
+    }
+    let (status, message) = requirement(&report, LB_IP, "preservation");
+    assert_eq!(status, "abort", "{message}");
+    assert!(
+        message.starts_with(
+            "nothing was measured: no mode got a source address to classify (cluster: \
+             Service cluster (type LoadBalancer) got no external address within 3s"
+        ),
         "{message}"
     );
     assert_stopped(tb);
@@ -901,7 +1071,7 @@ fn without_a_cloud_controller_no_address_is_ever_assigned() {
 #[test]
 fn kube_proxy_masquerade_behind_a_load_balancer_is_node_snat() {
     let tb = TestBed::start("lb-l3");
-    let out = tb.client_run(&["--check", LB_IP, "--lb-timeout", "30s"]);
+    let out = least(&tb, &["--check", LB_IP, "--lb-timeout", "30s"]);
     verdict(&out, LB_IP);
     assert_eq!(
         row(&modes(&out), "cluster"),
@@ -925,15 +1095,21 @@ fn kube_proxy_masquerade_behind_a_load_balancer_is_node_snat() {
 #[test]
 fn without_a_cloud_controller_the_message_says_no_event_concerns_the_service() {
     let tb = TestBed::start("single-node");
-    let out = tb.client_run(&["--check", LB_SERVICE, "--lb-timeout", "5s"]);
+    let out = least(&tb, &["--check", LB_SERVICE, "--lb-timeout", "5s"]);
     let (_, message) = requirement(&report(&out), LB_SERVICE, "address-assigned");
-    assert!(message.contains("no events about the Service"), "{message}");
+    assert!(
+        message.contains("no events about the Service (is a cloud controller"),
+        "{message}"
+    );
+    // The Deployment of the backend is named like the Service and has events of its own
+    // (the deployment controller's ScalingReplicaSet): they are not the Service's.
+    assert!(!message.contains("ScalingReplicaSet"), "{message}");
 }
 
 #[test]
 fn client_behind_nat_is_preserved_without_client_ip() {
     let tb = TestBed::start("lb-l3-nat");
-    let out = tb.client_run(&["--check", LB_IP, "--lb-timeout", "30s"]);
+    let out = least(&tb, &["--check", LB_IP, "--lb-timeout", "30s"]);
     verdict(&out, LB_IP);
     // The suite's socket has 192.168.77.10; the NAT gateway keeps the source port, the
     // DNAT of the load balancer too: the backend sees our connection's port from
@@ -960,14 +1136,17 @@ fn client_behind_nat_is_preserved_without_client_ip() {
 #[test]
 fn dead_load_balancer_is_not_judged_from_inside_the_cluster() {
     let tb = TestBed::start("lb-unreachable");
-    let out = tb.client_run(&[
-        "--check",
-        LB_SERVICE,
-        "--lb-timeout",
-        "10s",
-        "--lb-probe-from",
-        "cluster",
-    ]);
+    let out = least(
+        &tb,
+        &[
+            "--check",
+            LB_SERVICE,
+            "--lb-timeout",
+            "10s",
+            "--lb-probe-from",
+            "cluster",
+        ],
+    );
     // kube-proxy would send a pod's packets for this ipMode VIP address straight to the
     // backends (a probe answers although the load balancer drops everything): the vantage
     // point cannot decide, nothing is sent.
@@ -990,16 +1169,19 @@ fn dead_load_balancer_is_not_judged_from_inside_the_cluster() {
 #[test]
 fn in_cluster_probe_of_a_vip_address_is_not_preservation() {
     let tb = TestBed::start("lb-proxy");
-    let out = tb.client_run(&[
-        "--check",
-        LB_IP,
-        "--lb-timeout",
-        "30s",
-        "--lb-probe-from",
-        "cluster",
-        "--lb-annotation",
-        PROXY_PROTOCOL,
-    ]);
+    let out = least(
+        &tb,
+        &[
+            "--check",
+            LB_IP,
+            "--lb-timeout",
+            "30s",
+            "--lb-probe-from",
+            "cluster",
+            "--lb-annotation",
+            PROXY_PROTOCOL,
+        ],
+    );
     verdict(&out, LB_IP);
     let report = report(&out);
     // ipMode VIP: not measured from a pod (kube-proxy's shortcut would show the probe pod's
