@@ -973,7 +973,97 @@ fn dead_load_balancer_fails_reachable_from_outside() {
         requirement(&report_of(&out), LB_SERVICE, "address-assigned").0,
         "pass"
     );
+
+    // Admission refuses the backends (a real ValidatingAdmissionPolicy of the API server,
+    // for the suite's namespaces): the ReplicaSet's FailedCreate says why; ABORT.
+    deny_upstream_images(&tb);
+    let out = least(&tb, &["--check", LB_SERVICE, "--lb-timeout", "10s"]);
+    assert_eq!(verdict(&out, LB_SERVICE), "ABORT", "{}", out.stderr);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let message = out.junit_message(&format!("{LB_SERVICE}/reachable"));
+    assert!(
+        message.starts_with(
+            "the pods of the echo backend (deployment echo) were never created: Error \
+             creating: pods \"echo-"
+        ) && message.contains(&format!(
+            "is forbidden: ValidatingAdmissionPolicy '{DENY_POLICY}' with binding \
+             '{DENY_POLICY}' denied request: {DENY_MESSAGE}; admission"
+        )) && message.ends_with("; the load balancer cannot be judged"),
+        "{message}"
+    );
+    assert_eq!(
+        out.junit_kind(&format!("{LB_SERVICE}/address-assigned")),
+        "passed"
+    );
     assert_stopped(tb);
+}
+
+const DENY_POLICY: &str = "no-upstream-images";
+const DENY_MESSAGE: &str = "images from registry.k8s.io are not allowed";
+
+/// A ValidatingAdmissionPolicy (and its binding) that refuses pods with images from
+/// registry.k8s.io in the suite's namespaces, as a cluster's image policy would.
+fn deny_upstream_images(tb: &TestBed) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let client = tb.client();
+    tb.block_on(async {
+        let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+        create(
+            &policies,
+            json!({
+                "metadata": {"name": DENY_POLICY},
+                "spec": {"failurePolicy": "Fail",
+                    "matchConstraints": {"resourceRules": [{"apiGroups": [""],
+                        "apiVersions": ["v1"], "operations": ["CREATE"],
+                        "resources": ["pods"]}]},
+                    "validations": [{
+                        "expression": "object.spec.containers.all(c, !c.image.startsWith('registry.k8s.io/'))",
+                        "message": DENY_MESSAGE}]}
+            }),
+        )
+        .await;
+        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+        create(
+            &bindings,
+            json!({
+                "metadata": {"name": DENY_POLICY},
+                "spec": {"policyName": DENY_POLICY, "validationActions": ["Deny"],
+                    "matchResources": {"namespaceSelector": {"matchLabels":
+                        {"app.kubernetes.io/managed-by": "scs-kaas-check"}}}}
+            }),
+        )
+        .await;
+    });
+    // The API server loads policies asynchronously (about a second): wait until a dry-run
+    // pod in a labelled namespace is refused.
+    let namespaces: Api<Namespace> = Api::all(tb.client());
+    tb.block_on(create(
+        &namespaces,
+        json!({"metadata": {"name": "vap-probe",
+            "labels": {"app.kubernetes.io/managed-by": "scs-kaas-check"}}}),
+    ));
+    let pods: Api<Pod> = Api::namespaced(tb.client(), "vap-probe");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "probe"},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}
+    }))
+    .expect("pod");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tb.block_on(pods.create(&dry_run, &pod)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the policy is not in force after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tb.block_on(namespaces.delete("vap-probe", &DeleteParams::default()))
+        .expect("delete namespace vap-probe");
 }
 
 #[test]

@@ -1,9 +1,8 @@
 //! lb-service-check and lb-ip-preservation-check against a simulated cloud controller whose
 //! load balancers really listen on loopback addresses (127.X.Y.Z) and answer as the backend
 //! pods would, with the source address the cloud's profile makes them see: only what a real
-//! data plane cannot be made to show here (a Service deletion that hangs, an admission
-//! webhook refusing the backends, the in-cluster run's RBAC table, which the in-cluster
-//! tests own). The load balancer modes themselves run on the real test bed
+//! data plane cannot be made to show here (a Service deletion that hangs, the in-cluster
+//! run's RBAC table, which the in-cluster tests own). The load balancer modes themselves run on the real test bed
 //! (`tests/dataplane.rs`: Octavia-like, OVN-like, unreachable, refusing, none).
 
 mod support;
@@ -155,32 +154,6 @@ fn decided_failure_survives_a_deadline_during_the_release_of_the_service() {
             .iter()
             .all(|s| s["spec"]["type"] != "LoadBalancer")
     );
-}
-
-#[test]
-fn backends_refused_by_admission_abort_with_the_replica_set_event() {
-    let webhook = "admission webhook \"policy.example.com\" denied the request: images from \
-                   registry.k8s.io are not allowed";
-    let sim = SimCluster::start(ClusterSpec {
-        cloud_lb: Some(CloudLb::new(LbBehaviour::PacketForwarding)),
-        pod_admission: Some(webhook.into()),
-        ..Default::default()
-    });
-    let out = run(&sim, &[SVC], &[]);
-    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(out.verdict(SVC).as_deref(), Some("ABORT"));
-    let message = out.junit_message(&format!("{SVC}/reachable"));
-    assert!(
-        message.starts_with(
-            "the pods of the echo backend (deployment echo) were never created: Error \
-             creating: pods \"echo-"
-        ) && message.contains(&format!("is forbidden: {webhook}; admission"))
-            && message.ends_with("; the load balancer cannot be judged"),
-        "{message}"
-    );
-    // The address itself was assigned: that part is decided.
-    assert_eq!(out.junit_kind(&format!("{SVC}/address-assigned")), "passed");
-    assert_cleaned_up(&sim, &out, &addresses(&out));
 }
 
 #[test]
