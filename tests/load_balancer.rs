@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use support::binary::*;
 use support::loadbalancer::{
@@ -37,48 +36,6 @@ fn run(sim: &SimCluster, checks: &[&str], extra: &[&str]) -> Output {
     out.assert_clean_exit();
     assert_valid_junit(&out.out_dir.join("junit.xml"));
     out
-}
-
-/// Nothing the run created is left: no labelled namespace, no LoadBalancer Service, and
-/// the load balancer addresses no longer accept connections.
-fn assert_cleaned_up(sim: &SimCluster, out: &Output, addresses: &[String]) {
-    let namespaces = suite_objects(sim, "namespaces");
-    assert!(namespaces.is_empty(), "left behind: {namespaces:?}");
-    let services: Vec<_> = sim
-        .objects("services")
-        .into_iter()
-        .filter(|s| s["spec"]["type"] == "LoadBalancer")
-        .collect();
-    assert!(
-        services.is_empty(),
-        "LoadBalancer Services left: {services:?}"
-    );
-    for address in addresses {
-        let sa: SocketAddr = format!("{address}:80").parse().unwrap();
-        assert!(sa.ip().is_loopback());
-        assert!(
-            TcpStream::connect_timeout(&sa, Duration::from_secs(1)).is_err(),
-            "load balancer {address} still answers after the run"
-        );
-    }
-    assert!(
-        out.stderr.contains("its load balancer is released"),
-        "{}",
-        out.stderr
-    );
-}
-
-/// Addresses named in the run's messages ("got the external address X after").
-fn addresses(out: &Output) -> Vec<String> {
-    let re = regex::Regex::new(r#"address:? "?(127\.\d+\.\d+\.\d+)"#).unwrap();
-    let mut found: Vec<String> = re
-        .captures_iter(&format!("{}{}", out.junit(), out.report()))
-        .map(|c| c[1].to_string())
-        .filter(|a| a != "127.0.0.1")
-        .collect();
-    found.sort();
-    found.dedup();
-    found
 }
 
 #[test]
