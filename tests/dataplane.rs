@@ -20,10 +20,13 @@
 //! | lb-l3-nat | Local | 198.51.100.10 | the client's public address (socket: 192.168.77.10) | preserved (the NAT kept the source port; or --client-ip) |
 //! | lb-unreachable | all | nothing: packets dropped | a dead load balancer | unreachable (warnings); lb-service-check FAILs `reachable` |
 //! | single-node (no cloud controller) | all | nothing: no address | - | no address (warnings); lb-service-check FAILs `address-assigned` |
-//!
+//! | managed-workers (cloud refuses) | all | nothing: no address | - | SyncLoadBalancerFailed named; lb-service-check FAILs `address-assigned` |
 //! | lb-unreachable, lb-proxy | ipMode VIP, `--lb-probe-from cluster` | nothing: kube-proxy would bypass the load balancer | - | not probed: ABORT |
+//! | lb-proxy | ipMode Proxy (PROXY annotation), `--lb-probe-from cluster` | the probe pod in the PROXY header | the client | preserved |
 //!
-//! Every row is decided from 5 connections (the first retried until it answers).
+//! Every row is decided from 5 connections (the first retried until it answers). The suite
+//! runs as a ServiceAccount bound to exactly the ClusterRole `gen` prints for the same
+//! arguments, and every run is asserted to leave nothing labelled behind.
 //! Needs root, `testbed/build.sh`, and the Debian packages ipset, haproxy, nftables.
 
 mod support;
