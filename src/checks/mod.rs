@@ -76,7 +76,7 @@ impl Default for Workload {
             control_plane_attestation: None,
             storage_image: DEFAULT_SHELL_IMAGE.into(),
             pvc_bind_timeout: Duration::from_secs(300),
-            policy_timeout: Duration::from_secs(60),
+            policy_timeout: Duration::from_secs(180),
             agnhost_image: DEFAULT_AGNHOST_IMAGE.into(),
             proxy_protocol_image: load_balancer::DEFAULT_PROXY_PROTOCOL_IMAGE.into(),
             lb_timeout: Duration::from_secs(300),

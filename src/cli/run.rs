@@ -228,8 +228,9 @@ pub struct NetworkingArgs {
     )]
     pub networking: Networking,
     /// How long a NetworkPolicy change may take to be in force: the network check probes
-    /// until the expected connections hold or this passes.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide_short_help = true)]
+    /// until the expected connections hold in two rounds in a row, or this passes (large
+    /// clusters take longer than a minute; a round with dropped packets takes 5 s).
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration, hide_short_help = true)]
     pub policy_timeout: Duration,
 }
 
@@ -241,13 +242,15 @@ pub struct LoadBalancerArgs {
     /// listening on 8080; the suite supplies its configuration as a ConfigMap).
     #[arg(long, value_name = "REF", default_value = DEFAULT_PROXY_PROTOCOL_IMAGE, hide_short_help = true)]
     pub proxy_protocol_image: String,
-    /// How long a LoadBalancer Service may take to get its external address, and then again
-    /// to answer HTTP (cloud load balancers are slow to build).
+    /// How long each LoadBalancer Service may take to get its external address (the Services
+    /// are provisioned one after another), and then again to answer HTTP (cloud load
+    /// balancers are slow to build).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, hide_short_help = true)]
     pub lb_timeout: Duration,
     /// Where the load balancer checks send their HTTP probes from: `suite` (this machine) or
     /// `cluster` (a pod inside the cluster, for addresses only reachable from a private
-    /// network).
+    /// network; only hostnames and `ipMode: Proxy` addresses are probed from there, since
+    /// kube-proxy sends in-cluster traffic for an `ipMode: VIP` address past the load balancer).
     #[arg(
         long,
         value_name = "WHERE",
@@ -258,7 +261,8 @@ pub struct LoadBalancerArgs {
     )]
     pub lb_probe_from: ProbeFrom,
     /// This machine's address as the load balancer sees it, when it runs behind NAT
-    /// (default: the local address of the route towards the load balancer).
+    /// (default: the local address of each probe's TCP connection, or a source that kept
+    /// that connection's port).
     #[arg(long, value_name = "IP", hide_short_help = true)]
     pub client_ip: Option<std::net::IpAddr>,
     /// Annotation for extra load balancer runs of `lb-ip-preservation-check` with a PROXY

@@ -189,6 +189,10 @@ fn from_env_or_home() -> Result<Option<Source>, ConfigError> {
     }
 }
 
+/// The subject name of the in-cluster configuration (the suite runs in a pod of the cluster
+/// it checks: no kubeconfig, the pod's ServiceAccount).
+pub const IN_CLUSTER_SUBJECT: &str = "in-cluster";
+
 fn in_cluster() -> Result<Subject, ConfigError> {
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
         return Err(err(
@@ -207,7 +211,7 @@ fn in_cluster() -> Result<Subject, ConfigError> {
         .into_iter()
         .collect();
     Ok(Subject {
-        name: "in-cluster".into(),
+        name: IN_CLUSTER_SUBJECT.into(),
         config,
         exec: None,
         secrets,

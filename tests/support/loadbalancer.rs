@@ -3,7 +3,8 @@
 //!
 //! CCM behaviour imitated (k8s.io/cloud-provider service controller): on a new
 //! LoadBalancer Service it records `Normal EnsuringLoadBalancer`, builds the load balancer,
-//! writes `status.loadBalancer.ingress[{ip, ipMode: VIP}]` and records
+//! writes `status.loadBalancer.ingress[{ip, ipMode}]` (`Proxy` for a PROXY protocol pool, as
+//! cloud-provider-openstack writes it, `VIP` otherwise) and records
 //! `Normal EnsuredLoadBalancer`; when the cloud refuses it records
 //! `Warning SyncLoadBalancerFailed` ("Error syncing load balancer: failed to ensure load
 //! balancer: ...") and leaves the status empty. When the Service is gone, the load balancer
@@ -150,6 +151,15 @@ async fn allocate(ports: &[u16]) -> Option<(Ipv4Addr, Vec<tokio::net::TcpListene
     None
 }
 
+/// Whether the Service carries the annotation `key: "true"`.
+fn annotation_true(svc: &Value, key: &str) -> bool {
+    svc.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
 async fn ensure(shared: Arc<Shared>, cloud: CloudLb, svc: Value) {
     let ns = namespace_of(&svc).to_string();
     let name = name_of(&svc).to_string();
@@ -198,6 +208,14 @@ async fn ensure(shared: Arc<Shared>, cloud: CloudLb, svc: Value) {
             None => return fail("no free loopback address"),
         },
     };
+    // cloud-provider-openstack writes ipMode Proxy for PROXY protocol pools (kube-proxy must
+    // not short-cut them), VIP otherwise.
+    let ip_mode = match &cloud.behaviour {
+        LbBehaviour::Proxying {
+            proxy_protocol_annotation,
+        } if annotation_true(&svc, proxy_protocol_annotation) => "Proxy",
+        _ => "VIP",
+    };
     let updated = {
         let mut store = shared.store.lock();
         let current = store.get("services", &ns, &name).cloned();
@@ -206,7 +224,7 @@ async fn ensure(shared: Arc<Shared>, cloud: CloudLb, svc: Value) {
                 let updated = store.modify("services", &ns, &name, |s| {
                     obj_mut(s, "status").insert(
                         "loadBalancer".into(),
-                        json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}),
+                        json!({"ingress": [{"ip": ip.to_string(), "ipMode": ip_mode}]}),
                     );
                 });
                 if let Some(u) = &updated {
@@ -421,13 +439,7 @@ async fn forward(
         LbBehaviour::Proxying {
             proxy_protocol_annotation,
         } => {
-            let header = (svc
-                .get("metadata")
-                .and_then(|m| m.get("annotations"))
-                .and_then(|a| a.get(proxy_protocol_annotation.as_str()))
-                .and_then(Value::as_str)
-                == Some("true"))
-            .then(|| {
+            let header = annotation_true(&svc, proxy_protocol_annotation).then(|| {
                 format!(
                     "PROXY TCP4 {} {} {} {}\r\n",
                     peer.ip(),
@@ -547,7 +559,25 @@ pub fn emulate_nginx(sim: &SimCluster, prefix: &str) {
     });
 }
 
+/// curl with one transfer per `--next` section, each with its own options (`--fail`,
+/// `--retry-max-time`, `-w` with `%{http_code}`, `%{local_ip}`, `%{local_port}`); the exit
+/// code is the last transfer's, as curl's.
 fn curl(argv: &[String]) -> ProgramResult {
+    let mut output = String::new();
+    let mut code = 0;
+    for section in argv[1..].split(|a| a == "--next") {
+        let (out, exit) = curl_transfer(section);
+        output.push_str(&out);
+        code = exit;
+    }
+    if code == 0 {
+        ProgramResult::ok(output)
+    } else {
+        ProgramResult::fail(code, output)
+    }
+}
+
+fn curl_transfer(argv: &[String]) -> (String, i32) {
     let value = |flag: &str| {
         argv.iter()
             .position(|a| a == flag)
@@ -557,9 +587,10 @@ fn curl(argv: &[String]) -> ProgramResult {
     let max_time: u64 = value("--retry-max-time")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let fail_on_error = argv.iter().any(|a| a == "--fail");
     let write_out = value("-w").unwrap_or_default();
     let Some(url) = argv.iter().rev().find(|a| a.starts_with("http://")) else {
-        return ProgramResult::fail(2, "curl: no URL specified\n");
+        return ("curl: no URL specified\n".into(), 2);
     };
     let rest = &url["http://".len()..];
     let (hostport, path) = match rest.find('/') {
@@ -567,22 +598,45 @@ fn curl(argv: &[String]) -> ProgramResult {
         None => (rest, "/"),
     };
     let Ok(addr) = hostport.parse::<SocketAddr>() else {
-        return ProgramResult::fail(6, format!("curl: (6) Could not resolve host: {hostport}\n"));
+        return (format!("curl: (6) Could not resolve host: {hostport}\n"), 6);
     };
     if !matches!(addr.ip(), IpAddr::V4(v4) if v4.is_loopback()) {
         // The simulator only ever targets loopback addresses.
-        return ProgramResult::fail(
-            7,
+        return (
             format!("curl: (7) Failed to connect to {hostport}: simulator allows loopback only\n"),
+            7,
         );
     }
+    let write = |code: &str, local: Option<SocketAddr>| {
+        write_out
+            .replace("%{http_code}", code)
+            .replace(
+                "%{local_ip}",
+                &local.map(|l| l.ip().to_string()).unwrap_or_default(),
+            )
+            .replace(
+                "%{local_port}",
+                &local.map(|l| l.port().to_string()).unwrap_or_default(),
+            )
+    };
     let started = Instant::now();
     let mut error;
     loop {
         match get(addr, hostport, path) {
-            Ok((code, body)) => {
-                let out = write_out.replace("%{http_code}", &code.to_string());
-                return ProgramResult::ok(format!("{body}{out}"));
+            Ok((code, _, local)) if fail_on_error && code >= 400 => {
+                error = format!("curl: (22) The requested URL returned error: {code}");
+                if started.elapsed() >= Duration::from_secs(max_time) {
+                    return (
+                        format!("{error}\n{}", write(&code.to_string(), Some(local))),
+                        22,
+                    );
+                }
+            }
+            Ok((code, body, local)) => {
+                return (
+                    format!("{body}{}", write(&code.to_string(), Some(local))),
+                    0,
+                );
             }
             Err(e) => error = e,
         }
@@ -591,11 +645,11 @@ fn curl(argv: &[String]) -> ProgramResult {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let out = write_out.replace("%{http_code}", "000");
-    ProgramResult::fail(7, format!("{error}\n{out}"))
+    (format!("{error}\n{}", write("000", None)), 7)
 }
 
-fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+/// One GET: (HTTP code, body, the connection's local address).
+fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String, SocketAddr), String> {
     let fail = |e: std::io::Error| {
         format!(
             "curl: (7) Failed to connect to {} port {} after 0 ms: {e}",
@@ -607,6 +661,7 @@ fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(fail)?;
+    let local = s.local_addr().map_err(fail)?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
@@ -625,5 +680,5 @@ fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String
         .and_then(|c| c.parse().ok())
         .ok_or("curl: (1) Received HTTP/0.9 when not allowed")?;
     let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_string()))
+    Ok((code, body.to_string(), local))
 }

@@ -10,7 +10,9 @@
 //!   with `except`, applied to pod IPs as most plugins do; `ports` with protocol, number and
 //!   `endPort`). A connection needs the source's egress AND the destination's ingress.
 //!   Replies of an accepted connection are never blocked.
-//! - The [`NetworkProfile`] switches parts of this off to imitate non-compliant plugins.
+//! - The [`NetworkProfile`] switches parts of this off to imitate non-compliant plugins, and
+//!   injects faults a real data plane cannot be made to show on demand: a flapping agent, a
+//!   sidecar answering dials, a server container that dies.
 //! - The API server's pod proxy (`pods/{name}:{port}/proxy/...`) connects from outside the
 //!   pod network (the API server's address) and is therefore subject to the target pod's
 //!   ingress isolation. Behind the proxy, containers running `agnhost netexec` answer
@@ -67,6 +69,15 @@ pub struct NetworkProfile {
     /// reach service: dial tcp IP:PORT: i/o timeout` after this long (kube-apiserver dials
     /// with Go's default dialer: 30 s).
     pub apiserver_cannot_reach_pods: Option<Duration>,
+    /// A flapping agent: it enforces for this many connections, then not for as many, and
+    /// so on (a probe round of the matrix is 16 connections).
+    pub flaps_every: Option<usize>,
+    /// A proxy in every client pod (a service mesh sidecar) that answers each dial itself,
+    /// with this hostname, whatever the policies say.
+    pub dials_answered_by: Option<String>,
+    /// The server container of namespace `*-netpol-a` dies when the first NetworkPolicy is
+    /// in force and stays down (restartCount 1, not ready): it refuses every connection.
+    pub server_dies: bool,
 }
 
 impl Default for NetworkProfile {
@@ -88,6 +99,9 @@ impl NetworkProfile {
             keeps_deleted_policies: false,
             programming_delay: Duration::from_millis(300),
             apiserver_cannot_reach_pods: None,
+            flaps_every: None,
+            dials_answered_by: None,
+            server_dies: false,
         }
     }
 
@@ -112,6 +126,8 @@ impl NetworkProfile {
 #[derive(Default)]
 pub struct Plugin {
     programmed: Mutex<(u64, Vec<Value>)>,
+    /// Connections dialled so far (for [`NetworkProfile::flaps_every`]).
+    dials: std::sync::atomic::AtomicUsize,
 }
 
 impl Plugin {
@@ -162,7 +178,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
         tokio::spawn(async move {
             tokio::time::sleep(shared.spec.network.programming_delay).await;
             let keep = shared.spec.network.keeps_deleted_policies;
+            let any = !snapshot.is_empty();
             shared.network.program(this, snapshot, keep);
+            if any && shared.spec.network.server_dies {
+                kill_server(&shared);
+            }
         });
     }
 }
@@ -407,6 +427,46 @@ fn netexec_ports(pod: &Value) -> Vec<u16> {
     ports
 }
 
+/// [`NetworkProfile::server_dies`]: the server of namespace `*-netpol-a` goes down, as the
+/// kubelet reports a container that exited and waits in CrashLoopBackOff.
+fn kill_server(shared: &Shared) {
+    let mut store = shared.store.lock();
+    let Some(ns) = store
+        .iter("pods")
+        .find(|p| name_of(p) == "server" && namespace_of(p).ends_with("-netpol-a"))
+        .map(|p| namespace_of(p).to_string())
+    else {
+        return;
+    };
+    store.modify("pods", &ns, "server", |p| {
+        let status = &mut p["status"];
+        if let Some(containers) = status["containerStatuses"].as_array_mut() {
+            for c in containers {
+                c["restartCount"] = 1.into();
+                c["ready"] = false.into();
+                c["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
+            }
+        }
+        if let Some(conditions) = status["conditions"].as_array_mut() {
+            for c in conditions {
+                if matches!(c["type"].as_str(), Some("Ready" | "ContainersReady")) {
+                    c["status"] = "False".into();
+                }
+            }
+        }
+    });
+}
+
+/// Whether the pod's containers are down ([`kill_server`]).
+fn containers_down(pod: &Value) -> bool {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["ready"] == false && c["restartCount"] != 0)
+        })
+}
+
 fn running_pod_by_ip(shared: &Shared, ip: &str) -> Option<Value> {
     shared
         .store
@@ -541,12 +601,26 @@ async fn dial(shared: &Shared, client: &Value, query: &HashMap<String, String>) 
     let mut responses = Vec::new();
     let mut errors = Vec::new();
     let mut last_ok = false;
+    let network = &shared.spec.network;
     for _ in 0..tries {
         let server = running_pod_by_ip(shared, &ip.to_string());
-        let reachable = server
-            .as_ref()
-            .is_some_and(|s| connects(shared, &pod_endpoint(client), &pod_endpoint(s), port));
+        let dial = shared
+            .network
+            .dials
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let enforcing = network
+            .flaps_every
+            .is_none_or(|n| (dial / n).is_multiple_of(2));
+        let reachable = server.as_ref().is_some_and(|s| {
+            !enforcing || connects(shared, &pod_endpoint(client), &pod_endpoint(s), port)
+        });
         let outcome = match (&server, reachable) {
+            _ if network.dials_answered_by.is_some() => {
+                Ok(network.dials_answered_by.clone().unwrap_or_default())
+            }
+            (Some(s), true) if containers_down(s) => Err(format!(
+                "Get \"{url}\": dial tcp {addr}: connect: connection refused"
+            )),
             (Some(s), true) if netexec_ports(s).contains(&port) => Ok(name_of(s).to_string()),
             (Some(_), true) => Err(format!(
                 "Get \"{url}\": dial tcp {addr}: connect: connection refused"

@@ -824,3 +824,30 @@ extern "C" fn stop_shared() {
         }));
     }
 }
+
+impl TestBed {
+    /// `kubeconfig` for the client namespace: the same credential, the API server at its
+    /// address on the node network (as in the client kubeconfig).
+    pub fn for_client_namespace(&self, kubeconfig: &Path) -> PathBuf {
+        let server_of = |path: &Path| {
+            std::fs::read_to_string(path)
+                .expect("kubeconfig")
+                .lines()
+                .find_map(|l| Some(l.trim().strip_prefix("server: ")?.to_string()))
+                .expect("server in kubeconfig")
+        };
+        let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+        let text = text.replace(&server_of(kubeconfig), &server_of(&self.client_kubeconfig));
+        let path = kubeconfig.with_extension("client.kubeconfig");
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// `run -k <kubeconfig> --offline <extra>` inside the client namespace (`kubeconfig`
+    /// from [`TestBed::for_client_namespace`]), with a fresh output directory.
+    pub fn client_run_as(&self, kubeconfig: &Path, extra: &[&str]) -> super::binary::Output {
+        let mut args = vec!["run", "-k", kubeconfig.to_str().expect("path"), "--offline"];
+        args.extend_from_slice(extra);
+        super::binary::scs_via(&self.client_wrapper(), &args)
+    }
+}

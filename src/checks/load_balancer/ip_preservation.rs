@@ -19,91 +19,213 @@ struct Mode {
 pub enum SourceClass {
     /// The client's own address: preserved.
     Preserved,
-    /// A node's address: kube-proxy SNAT (externalTrafficPolicy Cluster).
-    Node(String),
+    /// The client's address as a NAT in front of the client translated it: not ours, but
+    /// the connection kept our source port, so no proxy opened a connection of its own and
+    /// no node translated it (neither a node's nor the load balancer's address).
+    PreservedBehindNat,
+    /// A node's address (`what` it is): SNAT by kube-proxy (externalTrafficPolicy Cluster).
+    Node { node: String, what: String },
     /// The load balancer's own address: a proxying load balancer.
     LoadBalancer,
     /// Neither: a proxy or NAT in between.
     Other,
+    /// The connections showed different sources: `key` is their common classification
+    /// ("mixed" if they differ), `classes` the descriptions.
+    Mixed {
+        key: &'static str,
+        classes: Vec<String>,
+    },
 }
 
 impl SourceClass {
     pub fn describe(&self) -> String {
         match self {
             SourceClass::Preserved => "client address preserved".into(),
-            SourceClass::Node(n) => format!("node address of {n} (SNAT by kube-proxy)"),
+            SourceClass::PreservedBehindNat => "client address preserved (the suite's address \
+                 behind NAT: the connection kept its source port, so nothing proxied it)"
+                .into(),
+            SourceClass::Node { node, what } => {
+                format!("node address of {node} ({what}; SNAT by kube-proxy)")
+            }
             SourceClass::LoadBalancer => {
                 "the load balancer's own address (proxying load balancer)".into()
             }
             SourceClass::Other => "another address (proxying load balancer or NAT)".into(),
+            SourceClass::Mixed { key, classes } if *key != "mixed" => classes.join("; "),
+            SourceClass::Mixed { classes, .. } => {
+                format!("varies by connection: {}", classes.join("; "))
+            }
         }
     }
     fn key(&self) -> &'static str {
         match self {
-            SourceClass::Preserved => "preserved",
-            SourceClass::Node(_) => "node-snat",
+            SourceClass::Preserved | SourceClass::PreservedBehindNat => "preserved",
+            SourceClass::Node { .. } => "node-snat",
             SourceClass::LoadBalancer => "load-balancer",
             SourceClass::Other => "other",
+            SourceClass::Mixed { key, .. } => key,
         }
     }
 }
 
-/// Classifies the source address a backend saw.
+/// An address a node's traffic can leave with, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddress {
+    pub node: String,
+    pub ip: IpAddr,
+    /// e.g. `InternalIP`, `the gateway of its pod CIDR 10.244.1.0/24`.
+    pub what: String,
+}
+
+/// Node annotations of common CNI plugins that name an interface address of the node
+/// (kube-proxy's MASQUERADE uses the outgoing interface's address; towards a pod that can be
+/// a tunnel or bridge device): Calico's tunnel and node addresses, Cilium's `cilium_host`,
+/// Flannel's public address. Values may carry a prefix length.
+pub const CNI_ADDRESS_ANNOTATIONS: [&str; 9] = [
+    "projectcalico.org/IPv4Address",
+    "projectcalico.org/IPv4IPIPTunnelAddr",
+    "projectcalico.org/IPv4VXLANTunnelAddr",
+    "projectcalico.org/IPv6VXLANTunnelAddr",
+    "projectcalico.org/IPv4WireguardInterfaceAddr",
+    "network.cilium.io/ipv4-cilium-host",
+    "network.cilium.io/ipv6-cilium-host",
+    "io.cilium.network.ipv4-cilium-host",
+    "flannel.alpha.coreos.com/public-ip",
+];
+
+/// The first address of `cidr` and the one after it (the network address, which Flannel
+/// gives its VXLAN device, and the gateway, which bridge plugins give `cni0`/`cbr0`).
+fn pod_cidr_gateways(cidr: &str) -> Vec<IpAddr> {
+    let Some((net, _)) = cidr.split_once('/') else {
+        return Vec::new();
+    };
+    match net.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            let n = u32::from(v4);
+            vec![IpAddr::V4(n.into()), IpAddr::V4((n + 1).into())]
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let n = u128::from(v6);
+            vec![IpAddr::V6(n.into()), IpAddr::V6((n + 1).into())]
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every address the nodes' own traffic can carry: `status.addresses` that are IPs, the
+/// gateway addresses of `spec.podCIDRs`, and the CNI annotations of
+/// [`CNI_ADDRESS_ANNOTATIONS`].
+pub fn node_addresses(nodes: &[Node]) -> Vec<NodeAddress> {
+    let mut found = Vec::new();
+    for n in nodes {
+        let node = n.name_any();
+        let mut add = |ip: IpAddr, what: String| {
+            found.push(NodeAddress {
+                node: node.clone(),
+                ip,
+                what,
+            })
+        };
+        for a in n.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
+            if let Ok(ip) = a.address.parse() {
+                add(ip, a.type_.clone());
+            }
+        }
+        let spec = n.spec.as_ref();
+        let mut cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+        if let Some(c) = spec.and_then(|s| s.pod_cidr.clone())
+            && !cidrs.contains(&c)
+        {
+            cidrs.push(c);
+        }
+        for cidr in &cidrs {
+            let [network, gateway] = pod_cidr_gateways(cidr)[..] else {
+                continue;
+            };
+            add(
+                network,
+                format!("the network address of its pod CIDR {cidr}"),
+            );
+            add(gateway, format!("the gateway of its pod CIDR {cidr}"));
+        }
+        for key in CNI_ADDRESS_ANNOTATIONS {
+            let value = n.annotations().get(key).map(String::as_str);
+            let ip = value.and_then(|v| v.split('/').next()?.trim().parse().ok());
+            if let Some(ip) = ip {
+                add(ip, format!("annotation {key}"));
+            }
+        }
+    }
+    found
+}
+
+/// What is known about the client's address on one connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientEvidence {
+    /// `--client-ip`: the client's address as the load balancer sees it.
+    pub given: Option<IpAddr>,
+    /// The local end of the probe's TCP connection.
+    pub local: Option<std::net::SocketAddr>,
+}
+
+/// Classifies the source address (and port, where the backend answered it) a backend saw.
 pub fn classify(
     observed: IpAddr,
-    client: Option<IpAddr>,
-    nodes: &[(String, IpAddr)],
+    port: Option<u16>,
+    client: ClientEvidence,
+    nodes: &[NodeAddress],
     lb: &[IpAddr],
 ) -> SourceClass {
-    if client == Some(observed) {
+    if client.given == Some(observed) || client.local.map(|l| l.ip()) == Some(observed) {
         SourceClass::Preserved
-    } else if let Some((node, _)) = nodes.iter().find(|(_, ip)| *ip == observed) {
-        SourceClass::Node(node.clone())
+    } else if let Some(n) = nodes.iter().find(|n| n.ip == observed) {
+        SourceClass::Node {
+            node: n.node.clone(),
+            what: format!("{} {}", n.what, n.ip),
+        }
     } else if lb.contains(&observed) {
         SourceClass::LoadBalancer
+    } else if client.given.is_none() && port.is_some() && client.local.map(|l| l.port()) == port {
+        SourceClass::PreservedBehindNat
     } else {
         SourceClass::Other
     }
 }
 
-/// The IP of an `ip:port`, `[v6]:port` or bare IP as agnhost `/clientip` answers it.
-pub fn parse_source(text: &str) -> Option<IpAddr> {
+/// The address and port of an `ip:port`, `[v6]:port` or bare IP as agnhost `/clientip`
+/// answers it.
+pub fn parse_source(text: &str) -> Option<(IpAddr, Option<u16>)> {
     let text = text.trim();
     if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
-        return Some(sa.ip());
+        return Some((sa.ip(), Some(sa.port())));
     }
     text.trim_start_matches('[')
         .trim_end_matches(']')
         .parse()
         .ok()
+        .map(|ip| (ip, None))
 }
 
-/// `proxy_protocol_addr=A remote_addr=B` (the PROXY backend's answer) into (A, B).
-pub fn parse_proxy_answer(text: &str) -> (Option<IpAddr>, Option<IpAddr>) {
+/// What the PROXY protocol backend answered (`proxy_protocol_addr=A proxy_protocol_port=P
+/// remote_addr=B`): the header's address and port, and the connection's peer.
+pub fn parse_proxy_answer(text: &str) -> (Option<(IpAddr, Option<u16>)>, Option<IpAddr>) {
     let mut header = None;
+    let mut port = None;
     let mut remote = None;
     for field in text.split_whitespace() {
         if let Some(v) = field.strip_prefix("proxy_protocol_addr=") {
-            header = parse_source(v);
+            header = v.trim().parse::<IpAddr>().ok();
+        } else if let Some(v) = field.strip_prefix("proxy_protocol_port=") {
+            port = v.trim().parse::<u16>().ok();
         } else if let Some(v) = field.strip_prefix("remote_addr=") {
-            remote = parse_source(v);
+            remote = v.trim().parse().ok();
         }
     }
-    (header, remote)
+    (header.map(|ip| (ip, port)), remote)
 }
 
-/// The address this machine uses towards `target` (the local address of a UDP socket
-/// connected to it; nothing is sent).
-pub fn outbound_ip(target: IpAddr) -> Option<IpAddr> {
-    let bind: std::net::SocketAddr = match target {
-        IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
-        IpAddr::V6(_) => "[::]:0".parse().ok()?,
-    };
-    let socket = std::net::UdpSocket::bind(bind).ok()?;
-    socket.connect((target, SERVICE_PORT as u16)).ok()?;
-    Some(socket.local_addr().ok()?.ip())
-}
-
+/// Resolves a load balancer's hostname (after it answered: a new name may not resolve
+/// before); an IP is itself.
 async fn resolve(host: &str) -> Vec<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![ip];
@@ -117,24 +239,16 @@ async fn resolve(host: &str) -> Vec<IpAddr> {
 pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
     let cluster = ctx.cluster();
     let nodes: Api<Node> = Api::all(cluster.client.clone());
-    let node_addresses: Vec<(String, IpAddr)> = match cluster
+    let nodes = match cluster
         .call("list nodes", nodes.list(&ListParams::default()))
         .await
     {
-        Ok(list) => list
-            .items
-            .iter()
-            .flat_map(|n| {
-                let name = n.name_any();
-                n.status
-                    .iter()
-                    .flat_map(|s| s.addresses.iter().flatten())
-                    .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
-                    .filter_map(move |a| Some((name.clone(), a.address.parse().ok()?)))
-            })
-            .collect(),
+        Ok(list) => list.items,
         Err(e) => return CheckOutcome::aborted("", e.to_string()),
     };
+    let node_addresses = node_addresses(&nodes);
+    // nginx listens on [::] only where pods have IPv6 (an IPv6 pod CIDR or node address).
+    let ipv6 = node_addresses.iter().any(|n| n.ip.is_ipv6());
     let namespace = match cluster.scratch_namespace(&ctx.testcase.id, "lb-ip").await {
         Ok(ns) => ns,
         Err(e) => return CheckOutcome::aborted("", e.to_string()),
@@ -168,7 +282,7 @@ pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
     let mut outcome = CheckOutcome::default();
     let services: Vec<String> = modes.iter().map(|m| m.id.clone()).collect();
     ctx.plan(services.iter().cloned().chain([PRESERVATION.to_string()]));
-    if let Err(abort) = ip_body(ctx, &namespace, &modes, &node_addresses).await {
+    if let Err(abort) = ip_body(ctx, &namespace, &modes, &node_addresses, ipv6).await {
         outcome.push(abort);
     }
     release_services(ctx, &namespace, &services, &mut outcome).await;
@@ -177,65 +291,132 @@ pub(super) async fn run(ctx: &CheckContext) -> CheckOutcome {
 
 const PRESERVATION: &str = "preservation";
 
+/// One answered connection of a mode.
+#[derive(Debug, Clone)]
+struct Sample {
+    source: IpAddr,
+    class: SourceClass,
+}
+
 /// What one mode showed.
 #[derive(Debug, Clone)]
 struct Row {
     mode: Mode,
     address: Option<String>,
+    /// At least one connection answered.
     reachable: bool,
-    observed: Option<IpAddr>,
+    /// Connections tried once the first answered, and the answers classified.
+    sampled: u32,
+    samples: Vec<Sample>,
+    /// The class of every sample, or [`SourceClass::Mixed`].
     class: Option<SourceClass>,
     note: String,
     /// Why nothing could be measured (no address, the probe itself could not run).
     unmeasured: bool,
 }
 
-/// Measures every mode, publishing each as it is decided, then the summary. `Err` is a
-/// testcase-level abort (nothing could be set up).
+impl Row {
+    /// The source every sample showed, or the first.
+    fn observed(&self) -> Option<IpAddr> {
+        self.samples.first().map(|s| s.source)
+    }
+
+    /// "10.244.1.1 ×5 (node-snat)" per distinct source.
+    fn sources(&self) -> Vec<String> {
+        let mut seen: Vec<(IpAddr, &SourceClass, usize)> = Vec::new();
+        for s in &self.samples {
+            match seen.iter_mut().find(|(ip, _, _)| *ip == s.source) {
+                Some(entry) => entry.2 += 1,
+                None => seen.push((s.source, &s.class, 1)),
+            }
+        }
+        seen.iter()
+            .map(|(ip, class, n)| format!("{ip} \u{d7}{n} ({})", class.key()))
+            .collect()
+    }
+
+    /// "5 of 5 connections answered".
+    fn ratio(&self) -> String {
+        format!(
+            "{} of {} connections answered",
+            self.samples.len(),
+            self.sampled
+        )
+    }
+}
+
+/// Measures every mode, publishing each as it is decided, then the summary. The Services
+/// are provisioned one after another, each timed from its own creation: cloud controllers
+/// provision one Service at a time (the upstream service controller's
+/// `--concurrent-service-syncs` defaults to 1), so Services created together would share
+/// one `--lb-timeout`. `Err` is a testcase-level abort (nothing could be set up).
 async fn ip_body(
     ctx: &CheckContext,
     namespace: &str,
     modes: &[Mode],
-    nodes: &[(String, IpAddr)],
+    nodes: &[NodeAddress],
+    ipv6: bool,
 ) -> Result<(), Requirement> {
     let annotations = &ctx.options.workload.lb_annotations;
     let mut kinds = vec![BackendKind::Netexec];
     if !annotations.is_empty() {
-        kinds.push(BackendKind::ProxyProtocol);
+        kinds.push(BackendKind::ProxyProtocol { ipv6 });
     }
     for kind in &kinds {
         create_backend(ctx, namespace, *kind)
             .await
             .map_err(|e| Requirement::abort("", e))?;
     }
-    for mode in modes {
-        let kind = if mode.annotated {
-            BackendKind::ProxyProtocol
-        } else {
-            BackendKind::Netexec
-        };
-        let notes: &[(String, String)] = if mode.annotated { annotations } else { &[] };
-        create_service(ctx, namespace, &mode.id, kind, Some(mode.policy), notes)
-            .await
-            .map_err(|e| Requirement::abort("", e))?;
-    }
-    ctx.log.info(format!(
-        "{} LoadBalancer Services created ({}); waiting up to {} for addresses",
-        modes.len(),
-        modes
-            .iter()
-            .map(|m| m.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        human_duration(ctx.options.workload.lb_timeout)
-    ));
+    let provision = async {
+        let mut addresses: Vec<Result<LbAddress, Requirement>> = Vec::new();
+        let mut silent: Option<String> = None;
+        for mode in modes {
+            if let Some(first) = &silent {
+                // Nothing answered the first Service at all (no address, no event): the
+                // others would wait the same --lb-timeout each for the same silence.
+                addresses.push(Err(Requirement::abort(
+                    &mode.id,
+                    format!(
+                        "{first}; Service {} was not created, as cloud controllers provision \
+                         one Service at a time",
+                        mode.id
+                    ),
+                )));
+                continue;
+            }
+            let kind = if mode.annotated {
+                kinds[kinds.len() - 1]
+            } else {
+                kinds[0]
+            };
+            let notes: &[(String, String)] = if mode.annotated { annotations } else { &[] };
+            create_service(ctx, namespace, &mode.id, kind, Some(mode.policy), notes)
+                .await
+                .map_err(|e| Requirement::abort("", e))?;
+            ctx.log.info(format!(
+                "LoadBalancer Service {} created; waiting up to {} for its address",
+                mode.id,
+                human_duration(ctx.options.workload.lb_timeout)
+            ));
+            let address = wait_address(ctx, namespace, &mode.id).await.map(|(a, _)| a);
+            if let Err(r) = &address
+                && !refused_by_the_cloud(r)
+            {
+                silent = Some(r.message.clone());
+            }
+            addresses.push(address);
+        }
+        Ok::<_, Requirement>(addresses)
+    };
     let backends =
-        futures::future::join_all(kinds.iter().map(|k| wait_backends(ctx, namespace, *k))).await;
+        futures::future::join_all(kinds.iter().map(|k| wait_backends(ctx, namespace, *k)));
+    let (addresses, backends) = futures::join!(provision, backends);
+    let addresses = addresses?;
     if let Some(Err(r)) = backends.into_iter().find(|r| r.is_err()) {
         return Err(r);
     }
-    let rows = futures::future::join_all(modes.iter().map(|m| async move {
-        let row = measure(ctx, namespace, m, nodes).await;
+    let rows = futures::future::join_all(modes.iter().zip(addresses).map(|(m, a)| async move {
+        let row = measure(ctx, namespace, m, a, nodes).await;
         ctx.decide(mode_requirement(&row));
         row
     }))
@@ -243,14 +424,10 @@ async fn ip_body(
 
     let mut table = vec![format!(
         "{:<18} {:<10} {:<40} classification",
-        "mode", "reachable", "observed source"
+        "mode", "answered", "observed sources"
     )];
     let mut facts = Vec::new();
     for row in &rows {
-        let observed = row
-            .observed
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "-".into());
         let class = row
             .class
             .as_ref()
@@ -259,8 +436,12 @@ async fn ip_body(
         table.push(format!(
             "{:<18} {:<10} {:<40} {class}",
             row.mode.id,
-            if row.reachable { "yes" } else { "no" },
-            observed
+            format!("{}/{}", row.samples.len(), row.sampled),
+            if row.samples.is_empty() {
+                "-".to_string()
+            } else {
+                row.sources().join(", ")
+            }
         ));
         facts.push(json!({
             "mode": row.mode.id,
@@ -268,7 +449,10 @@ async fn ip_body(
             "annotations": if row.mode.annotated { annotations.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>() } else { vec![] },
             "address": row.address,
             "reachable": row.reachable,
-            "observed_source": row.observed.map(|ip| ip.to_string()),
+            "answered": row.samples.len(),
+            "sampled": row.sampled,
+            "observed_source": row.observed().map(|ip| ip.to_string()),
+            "sources": row.sources(),
             "classification": row.class.as_ref().map(SourceClass::key),
             "note": row.note,
         }));
@@ -281,7 +465,7 @@ async fn ip_body(
             json!(
                 nodes
                     .iter()
-                    .map(|(n, ip)| format!("{n}={ip}"))
+                    .map(|n| format!("{}={} ({})", n.node, n.ip, n.what))
                     .collect::<Vec<_>>()
             ),
         );
@@ -290,9 +474,9 @@ async fn ip_body(
     Ok(())
 }
 
-/// The requirement of one mode: information on what the backend saw; FAIL (a warning, the
-/// testcase being informational) when the address did not answer; ABORT when nothing could
-/// be measured.
+/// The requirement of one mode: information on what the backend saw (a warning when some
+/// connections did not answer); FAIL (a warning, the testcase being informational) when
+/// the address did not answer; ABORT when nothing could be measured.
 fn mode_requirement(row: &Row) -> Requirement {
     let what = format!(
         "externalTrafficPolicy {}{}",
@@ -303,24 +487,32 @@ fn mode_requirement(row: &Row) -> Requirement {
             ""
         }
     );
-    let observed = row
-        .observed
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".into());
     match (&row.class, row.reachable) {
-        (Some(class), true) => Requirement::info(
-            &row.mode.id,
-            format!(
-                "{what}: the backend saw {}{}: {}",
-                observed,
+        (Some(class), true) => {
+            let message = format!(
+                "{what}: the backend saw {}{}: {}; {}",
+                row.sources().join(", "),
                 if row.mode.annotated {
                     " in the PROXY header"
                 } else {
                     ""
                 },
-                class.describe()
-            ),
-        ),
+                class.describe(),
+                row.ratio(),
+            );
+            if row.samples.len() as u32 == row.sampled {
+                Requirement::info(&row.mode.id, message)
+            } else {
+                Requirement::warn(
+                    &row.mode.id,
+                    format!(
+                        "{message}: some connections through the load balancer did not reach \
+                         a backend (with Local and no health monitor the load balancer also \
+                         sends traffic to nodes without an endpoint)"
+                    ),
+                )
+            }
+        }
         (_, true) => Requirement::info(&row.mode.id, format!("{what}: {}", row.note)),
         (_, false) if row.unmeasured => {
             Requirement::abort(&row.mode.id, format!("{what}: not measured: {}", row.note))
@@ -336,8 +528,8 @@ fn refused_by_the_cloud(no_address: &Requirement) -> bool {
         && no_address.details.iter().any(|e| e.starts_with("Warning "))
 }
 
-/// `preservation`: which measured modes show the client address. Nothing measured decides
-/// nothing: ABORT, never a pass.
+/// `preservation`: which measured modes show the client address on every connection.
+/// Nothing measured decides nothing: ABORT, never a pass.
 fn summary(rows: &[Row], annotations: &[(String, String)]) -> Requirement {
     let measured: Vec<&Row> = rows.iter().filter(|r| r.class.is_some()).collect();
     if measured.is_empty() {
@@ -354,7 +546,7 @@ fn summary(rows: &[Row], annotations: &[(String, String)]) -> Requirement {
     }
     let preserving: Vec<&str> = measured
         .iter()
-        .filter(|r| r.class == Some(SourceClass::Preserved))
+        .filter(|r| r.class.as_ref().is_some_and(|c| c.key() == "preserved"))
         .map(|r| r.mode.id.as_str())
         .collect();
     if preserving.is_empty() {
@@ -390,19 +582,21 @@ async fn measure(
     ctx: &CheckContext,
     namespace: &str,
     mode: &Mode,
-    nodes: &[(String, IpAddr)],
+    address: Result<LbAddress, Requirement>,
+    nodes: &[NodeAddress],
 ) -> Row {
     let mut row = Row {
         mode: mode.clone(),
         address: None,
         reachable: false,
-        observed: None,
+        sampled: 0,
+        samples: Vec::new(),
         class: None,
         note: String::new(),
         unmeasured: false,
     };
-    let address = match wait_address(ctx, namespace, &mode.id).await {
-        Ok((a, _)) => a,
+    let address = match address {
+        Ok(a) => a,
         Err(r) => {
             // A cloud controller that refused the Service (a Warning event such as
             // SyncLoadBalancerFailed: e.g. an OVN load balancer refusing the PROXY protocol
@@ -413,7 +607,6 @@ async fn measure(
         }
     };
     row.address = Some(address.host.clone());
-    let lb_ips = resolve(&address.host).await;
     let probe = probe(
         ctx,
         namespace,
@@ -422,9 +615,9 @@ async fn measure(
         "/clientip",
     )
     .await;
-    let body = match probe.result {
-        Ok(body) => body,
-        Err(ProbeError::Environment(e)) => {
+    match probe.result {
+        Ok(()) => {}
+        Err(ProbeError::Environment(e)) | Err(ProbeError::Bypassed(e)) => {
             row.note = e;
             row.unmeasured = true;
             return row;
@@ -443,36 +636,82 @@ async fn measure(
         }
     };
     row.reachable = true;
-    let client = ctx
-        .options
-        .workload
-        .client_ip
-        .or(probe.client_ip)
-        .or_else(|| lb_ips.first().and_then(|ip| outbound_ip(*ip)));
-    let observed = if mode.annotated {
-        let (header, remote) = parse_proxy_answer(&body);
-        if header.is_none() {
-            row.note = format!("the backend got no PROXY header (answer: {})", body.trim());
-            row.observed = remote;
-            return row;
-        }
-        header
-    } else {
-        parse_source(&body)
-    };
-    let Some(observed) = observed else {
-        row.note = format!("unexpected answer from the backend: {:?}", body.trim());
+    row.sampled = probe.sampled;
+    // The load balancer's addresses: what the connections reached, and the name resolved
+    // now that it answers.
+    let mut lb_ips = resolve(&address.host).await;
+    lb_ips.extend(probe.answers.iter().filter_map(|a| a.peer));
+    let given = ctx.options.workload.client_ip;
+    let mut unexpected = Vec::new();
+    for answer in &probe.answers {
+        let observed = if mode.annotated {
+            match parse_proxy_answer(&answer.body) {
+                (Some(header), _) => Some(header),
+                (None, remote) => {
+                    row.note = format!(
+                        "the backend got no PROXY header (answer: {})",
+                        answer.body.trim()
+                    );
+                    if let Some(remote) = remote {
+                        row.samples.push(Sample {
+                            source: remote,
+                            class: SourceClass::Other,
+                        });
+                    }
+                    return row;
+                }
+            }
+        } else {
+            parse_source(&answer.body)
+        };
+        let Some((source, port)) = observed else {
+            unexpected.push(answer.body.trim().to_string());
+            continue;
+        };
+        let client = ClientEvidence {
+            given,
+            local: answer.local,
+        };
+        row.samples.push(Sample {
+            source,
+            class: classify(source, port, client, nodes, &lb_ips),
+        });
+    }
+    if let Some(body) = unexpected.first() {
+        row.note = format!("unexpected answer from the backend: {body:?}");
         return row;
+    }
+    let mut classes: Vec<String> = Vec::new();
+    for s in &row.samples {
+        let d = s.class.describe();
+        if !classes.contains(&d) {
+            classes.push(d);
+        }
+    }
+    let key = row.samples.first().map(|s| s.class.key());
+    row.class = match classes.len() {
+        0 => None,
+        1 => row.samples.first().map(|s| s.class.clone()),
+        _ => Some(SourceClass::Mixed {
+            key: if row.samples.iter().all(|s| Some(s.class.key()) == key) {
+                key.unwrap_or("mixed")
+            } else {
+                "mixed"
+            },
+            classes,
+        }),
     };
-    row.observed = Some(observed);
-    row.class = Some(classify(observed, client, nodes, &lb_ips));
-    row.note = format!(
-        "client address {} ({})",
-        client
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "unknown".into()),
-        probe.vantage.describe()
-    );
+    let client = given
+        .map(|ip| format!("{ip} (--client-ip)"))
+        .or_else(|| {
+            probe
+                .answers
+                .first()
+                .and_then(|a| a.local)
+                .map(|l| l.ip().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    row.note = format!("client address {client} ({})", probe.vantage.describe());
     row
 }
 
@@ -484,42 +723,125 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn node_at(what: &str, addr: &str) -> NodeAddress {
+        NodeAddress {
+            node: "w1".into(),
+            ip: ip(addr),
+            what: what.into(),
+        }
+    }
+
     #[test]
     fn classification() {
-        let nodes = vec![("w1".to_string(), ip("10.0.0.11"))];
+        let nodes = vec![
+            node_at("InternalIP", "10.0.0.11"),
+            node_at("the gateway of its pod CIDR 10.244.1.0/24", "10.244.1.1"),
+        ];
         let lb = vec![ip("203.0.113.7")];
-        let client = Some(ip("198.51.100.2"));
+        let client = ClientEvidence {
+            given: None,
+            local: Some("198.51.100.2:40000".parse().unwrap()),
+        };
+        let class = |src: &str, port: Option<u16>| classify(ip(src), port, client, &nodes, &lb);
+        assert_eq!(class("198.51.100.2", Some(40000)), SourceClass::Preserved);
         assert_eq!(
-            classify(ip("198.51.100.2"), client, &nodes, &lb),
+            class("10.0.0.11", Some(40000)),
+            SourceClass::Node {
+                node: "w1".into(),
+                what: "InternalIP 10.0.0.11".into()
+            }
+        );
+        // kube-proxy's MASQUERADE out of the pod bridge keeps the port: still the node.
+        assert_eq!(class("10.244.1.1", Some(40000)).key(), "node-snat");
+        assert_eq!(class("203.0.113.7", Some(1234)), SourceClass::LoadBalancer);
+        // A proxy opens a connection of its own (another port); a NAT in front of the
+        // client keeps the port of our connection.
+        assert_eq!(class("10.1.2.3", Some(55555)), SourceClass::Other);
+        assert_eq!(class("10.1.2.3", None), SourceClass::Other);
+        assert_eq!(
+            class("192.0.2.99", Some(40000)),
+            SourceClass::PreservedBehindNat
+        );
+        // --client-ip decides: the port rule is not needed then.
+        let given = ClientEvidence {
+            given: Some(ip("192.0.2.99")),
+            ..client
+        };
+        assert_eq!(
+            classify(ip("192.0.2.99"), None, given, &nodes, &lb),
             SourceClass::Preserved
         );
         assert_eq!(
-            classify(ip("10.0.0.11"), client, &nodes, &lb),
-            SourceClass::Node("w1".into())
-        );
-        assert_eq!(
-            classify(ip("203.0.113.7"), client, &nodes, &lb),
-            SourceClass::LoadBalancer
-        );
-        assert_eq!(
-            classify(ip("10.1.2.3"), client, &nodes, &lb),
+            classify(ip("10.1.2.3"), Some(40000), given, &nodes, &lb),
             SourceClass::Other
         );
     }
 
     #[test]
+    fn node_evidence_covers_pod_network_gateways_and_cni_annotations() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "w1", "annotations": {
+                "projectcalico.org/IPv4IPIPTunnelAddr": "192.168.5.1",
+                "network.cilium.io/ipv4-cilium-host": "10.0.1.77",
+                "projectcalico.org/IPv4Address": "10.0.0.11/24"}},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd00:10:244:1::/64"]},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.11"},
+                {"type": "Hostname", "address": "w1"}]}
+        }))
+        .unwrap();
+        let found: Vec<String> = node_addresses(&[node])
+            .iter()
+            .map(|n| n.ip.to_string())
+            .collect();
+        for expected in [
+            "10.0.0.11",
+            "10.244.1.0",
+            "10.244.1.1",
+            "fd00:10:244:1::",
+            "fd00:10:244:1::1",
+            "192.168.5.1",
+            "10.0.1.77",
+        ] {
+            assert!(
+                found.contains(&expected.to_string()),
+                "{expected}: {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 8, "{found:?}");
+    }
+
+    #[test]
     fn agnhost_answers() {
-        assert_eq!(parse_source("10.0.0.1:43210"), Some(ip("10.0.0.1")));
-        assert_eq!(parse_source("[2001:db8::1]:80\n"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_source("10.0.0.1"), Some(ip("10.0.0.1")));
+        assert_eq!(
+            parse_source("10.0.0.1:43210"),
+            Some((ip("10.0.0.1"), Some(43210)))
+        );
+        assert_eq!(
+            parse_source("[2001:db8::1]:80\n"),
+            Some((ip("2001:db8::1"), Some(80)))
+        );
+        assert_eq!(parse_source("10.0.0.1"), Some((ip("10.0.0.1"), None)));
         assert_eq!(parse_source("garbage"), None);
         assert_eq!(
-            parse_proxy_answer("proxy_protocol_addr=1.2.3.4 remote_addr=10.0.0.5\n"),
-            (Some(ip("1.2.3.4")), Some(ip("10.0.0.5")))
+            parse_proxy_answer(
+                "proxy_protocol_addr=1.2.3.4 proxy_protocol_port=5555 remote_addr=10.0.0.5\n"
+            ),
+            (Some((ip("1.2.3.4"), Some(5555))), Some(ip("10.0.0.5")))
         );
         assert_eq!(
             parse_proxy_answer("proxy_protocol_addr= remote_addr=10.0.0.5"),
             (None, Some(ip("10.0.0.5")))
         );
+    }
+
+    #[test]
+    fn nginx_listens_on_ipv6_only_where_pods_have_it() {
+        let v4 = proxy_protocol_nginx_conf(false);
+        assert!(v4.contains("listen 8080 proxy_protocol;"), "{v4}");
+        assert!(!v4.contains("[::]"), "{v4}");
+        let v6 = proxy_protocol_nginx_conf(true);
+        assert!(v6.contains("listen [::]:8080 proxy_protocol;"), "{v6}");
+        assert!(v6.contains("$proxy_protocol_port"), "{v6}");
     }
 }

@@ -69,28 +69,39 @@ pub const BACKEND_PORT: i32 = 8080;
 const REPLICAS: i32 = 2;
 
 /// The nginx server block of the PROXY protocol backend. It refuses connections without a
-/// PROXY header (nginx closes them) and answers the addresses it saw.
-pub const PROXY_PROTOCOL_NGINX_CONF: &str = "server {\n    listen 8080 proxy_protocol;\n    location / {\n        default_type text/plain;\n        return 200 \"proxy_protocol_addr=$proxy_protocol_addr remote_addr=$remote_addr\\n\";\n    }\n}\n";
+/// PROXY header (nginx closes them) and answers the addresses (and ports) it saw. It listens
+/// on IPv6 too where the pods have IPv6 (`ipv6`): nginx cannot bind `[::]` in a pod whose
+/// kernel has no IPv6, so the listener is added only when the cluster's pod network has it.
+pub fn proxy_protocol_nginx_conf(ipv6: bool) -> String {
+    format!(
+        "server {{\n    listen 8080 proxy_protocol;\n{}    location / {{\n        default_type text/plain;\n        return 200 \"proxy_protocol_addr=$proxy_protocol_addr proxy_protocol_port=$proxy_protocol_port remote_addr=$remote_addr\\n\";\n    }}\n}}\n",
+        if ipv6 {
+            "    listen [::]:8080 proxy_protocol;\n"
+        } else {
+            ""
+        }
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
     /// agnhost netexec.
     Netexec,
-    /// nginx with `listen ... proxy_protocol`.
-    ProxyProtocol,
+    /// nginx with `listen ... proxy_protocol`; `ipv6`: on `[::]` too (the pods have IPv6).
+    ProxyProtocol { ipv6: bool },
 }
 
 impl BackendKind {
     fn app(self) -> &'static str {
         match self {
             BackendKind::Netexec => "echo",
-            BackendKind::ProxyProtocol => "proxy-echo",
+            BackendKind::ProxyProtocol { .. } => "proxy-echo",
         }
     }
     fn image(self, ctx: &CheckContext) -> String {
         match self {
             BackendKind::Netexec => ctx.options.workload.agnhost_image.clone(),
-            BackendKind::ProxyProtocol => ctx.options.workload.proxy_protocol_image.clone(),
+            BackendKind::ProxyProtocol { .. } => ctx.options.workload.proxy_protocol_image.clone(),
         }
     }
 }
@@ -100,6 +111,8 @@ impl BackendKind {
 pub struct LbAddress {
     /// IP or hostname, as `status.loadBalancer.ingress[0]` has it.
     pub host: String,
+    /// `status.loadBalancer.ingress[0].ipMode` (`VIP`, `Proxy`; unset means `VIP`).
+    pub ip_mode: Option<String>,
 }
 
 impl LbAddress {
@@ -109,6 +122,14 @@ impl LbAddress {
             _ => self.host.clone(),
         };
         format!("http://{host}:{SERVICE_PORT}{path}")
+    }
+
+    /// Whether traffic from inside the cluster to this address never reaches the load
+    /// balancer: kube-proxy (and Cilium's replacement) route an ingress IP of `ipMode: VIP`
+    /// (the default when unset) from pods and nodes straight to the endpoints
+    /// (KEP-1860). A hostname, or `ipMode: Proxy`, goes through the load balancer.
+    pub fn bypassed_in_cluster(&self) -> bool {
+        self.host.parse::<IpAddr>().is_ok() && self.ip_mode.as_deref() != Some("Proxy")
     }
 }
 
@@ -122,11 +143,15 @@ pub fn address_of(svc: &Service) -> Option<LbAddress> {
         .as_ref()?
         .iter()
         .find_map(|i| {
-            i.ip.clone()
-                .filter(|s| !s.is_empty())
-                .or_else(|| i.hostname.clone().filter(|s| !s.is_empty()))
+            let host =
+                i.ip.clone()
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| i.hostname.clone().filter(|s| !s.is_empty()))?;
+            Some(LbAddress {
+                host,
+                ip_mode: i.ip_mode.clone(),
+            })
         })
-        .map(|host| LbAddress { host })
 }
 
 /// Where the load balancer probes are sent from (`--lb-probe-from`).
@@ -195,7 +220,7 @@ async fn create_backend(
                 format!("--http-port={BACKEND_PORT}"),
             ]);
         }
-        BackendKind::ProxyProtocol => {
+        BackendKind::ProxyProtocol { ipv6 } => {
             let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
             let cm = ConfigMap {
                 metadata: ObjectMeta {
@@ -205,7 +230,7 @@ async fn create_backend(
                 },
                 data: Some(BTreeMap::from([(
                     "default.conf".to_string(),
-                    PROXY_PROTOCOL_NGINX_CONF.to_string(),
+                    proxy_protocol_nginx_conf(ipv6),
                 )])),
                 ..Default::default()
             };
@@ -389,7 +414,7 @@ async fn wait_backends(
     let details = explanation.details;
     let flag = match kind {
         BackendKind::Netexec => "--agnhost-image",
-        BackendKind::ProxyProtocol => "--proxy-protocol-image",
+        BackendKind::ProxyProtocol { .. } => "--proxy-protocol-image",
     };
     let message = format!(
         "the {} backend ({}) did not get {REPLICAS} ready replicas within {} ({timeout}){}",
@@ -473,12 +498,26 @@ mod tests {
     fn urls_bracket_ipv6() {
         let a = LbAddress {
             host: "2001:db8::5".into(),
+            ip_mode: None,
         };
         assert_eq!(a.url("/clientip"), "http://[2001:db8::5]:80/clientip");
         let a = LbAddress {
             host: "lb.example.com".into(),
+            ip_mode: None,
         };
         assert_eq!(a.url("/"), "http://lb.example.com:80/");
+    }
+
+    #[test]
+    fn vip_addresses_are_bypassed_inside_the_cluster() {
+        let at = |host: &str, mode: Option<&str>| LbAddress {
+            host: host.into(),
+            ip_mode: mode.map(String::from),
+        };
+        assert!(at("203.0.113.5", None).bypassed_in_cluster());
+        assert!(at("203.0.113.5", Some("VIP")).bypassed_in_cluster());
+        assert!(!at("203.0.113.5", Some("Proxy")).bypassed_in_cluster());
+        assert!(!at("lb.example.com", None).bypassed_in_cluster());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `lb-service-check`: a plain LoadBalancer Service gets an address and answers HTTP.
 
-use super::probe::{ProbeError, Vantage, probe};
+use super::probe::{Probe, ProbeError, Vantage, probe};
 use super::*;
 
 const IDS: [&str; 2] = ["address-assigned", "reachable"];
@@ -82,17 +82,32 @@ async fn service_check_body(
         .lock()
         .fact("vantage", json!(probe.vantage.describe()));
     let reachable = match &probe.result {
-        Ok(body) => Requirement::pass(
+        Ok(()) if probe.answers.len() as u32 == probe.sampled => Requirement::pass(
             IDS[1],
             format!(
-                "GET {} answered HTTP 200 from {} after {} attempt(s) (the backend saw {})",
+                "GET {} answered HTTP 200 from {} after {} attempt(s); {} (the backend saw {})",
                 address.url("/clientip"),
                 probe.vantage.describe(),
                 probe.attempts,
-                body.trim()
+                probe.ratio(),
+                backend_saw(&probe)
             ),
         ),
-        Err(ProbeError::Environment(e)) => Requirement::abort(IDS[1], e.clone()),
+        Ok(()) => Requirement::fail(
+            IDS[1],
+            format!(
+                "GET {} answered from {}, but only {}: traffic does not reliably reach \
+                 the pods (the backend saw {})",
+                address.url("/clientip"),
+                probe.vantage.describe(),
+                probe.ratio(),
+                backend_saw(&probe)
+            ),
+        )
+        .with_details(probe.details.clone()),
+        Err(ProbeError::Environment(e)) | Err(ProbeError::Bypassed(e)) => {
+            Requirement::abort(IDS[1], e.clone())
+        }
         Err(ProbeError::Unreachable(e)) => Requirement::fail(
             IDS[1],
             format!(
@@ -102,11 +117,17 @@ async fn service_check_body(
                 human_duration(ctx.options.workload.lb_timeout),
                 probe.attempts,
                 match probe.vantage {
+                    Vantage::Suite if address.bypassed_in_cluster() => {
+                        "; if the address is only reachable from a private network, run the \
+                         suite on a machine in that network (--lb-probe-from cluster cannot \
+                         help: from inside the cluster kube-proxy bypasses the load balancer \
+                         of an ipMode VIP address)"
+                    }
                     Vantage::Suite => {
                         "; if the address is only reachable from a private network, run with \
                          --lb-probe-from cluster"
                     }
-                    Vantage::Cluster => "",
+                    Vantage::Cluster | Vantage::SuiteInPod => "",
                 }
             ),
         )
@@ -114,6 +135,18 @@ async fn service_check_body(
     };
     ctx.decide(reachable);
     Ok(())
+}
+
+/// The answers' bodies (agnhost's `ip:port`), distinct, in order.
+fn backend_saw(probe: &Probe) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for a in &probe.answers {
+        let body = a.body.trim();
+        if !seen.contains(&body) {
+            seen.push(body);
+        }
+    }
+    seen.join(", ")
 }
 
 trait WithId {

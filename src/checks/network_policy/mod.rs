@@ -21,8 +21,12 @@ use crate::cluster::errors::human_duration;
 use crate::cluster::workload::{APP_KEY, restricted_container, restricted_pod_spec};
 use crate::cluster::{pods, run_labels, wait};
 use crate::outcome::{CheckOutcome, Requirement};
-use k8s_openapi::api::core::v1::{ContainerPort, Pod};
+use k8s_openapi::api::core::v1::{
+    Affinity, ContainerPort, Pod, PodAffinity, PodAffinityTerm, PodAntiAffinity, PodSpec,
+    WeightedPodAffinityTerm,
+};
 use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher;
@@ -83,11 +87,16 @@ impl std::str::FromStr for Networking {
 
 /// Probe rounds of one scenario start at most this often.
 const ROUND_INTERVAL: Duration = Duration::from_secs(1);
+/// Rounds in a row that must show the expected matrix: one matching round can be a flapping
+/// plugin's lucky moment.
+const CONSECUTIVE_ROUNDS: usize = 2;
 /// Cells named in a failure message; the details list all.
 const CELLS_IN_MESSAGE: usize = 4;
 const APP: &str = "netpol-probe";
 const ANNOTATION_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 const POLICY_GROUP: &str = "policy.networking.k8s.io";
+/// The well-known node label naming the node (the topology of "the same node").
+const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
 /// The recommendations, then the native probe matrix, the upstream e2e tests focused on
 /// NetworkPolicy, or both at once (`--networking`), all in one outcome. Each requirement is
@@ -137,32 +146,48 @@ async fn run(ctx: &CheckContext) -> CheckOutcome {
 /// attempted: the testcase fails whatever they show.
 async fn probe_matrix(ctx: &CheckContext) -> Result<(), Requirement> {
     let cluster = ctx.cluster();
-    let mut namespaces = Vec::new();
+    let mut names = Vec::new();
     for ns in Ns::ALL {
         let name = cluster
             .scratch_namespace(&ctx.testcase.id, ns.purpose())
             .await
             .map_err(|e| Requirement::abort("", e.to_string()))?;
-        namespaces.push(name);
+        names.push(name);
     }
+    let namespaces = [names[0].clone(), names[1].clone()];
     ctx.log.info(format!(
         "created namespaces {}; starting probe pods ({})",
         namespaces.join(", "),
         ctx.options.workload.agnhost_image
     ));
-    let started = futures::future::join_all(
-        Ns::ALL
-            .iter()
-            .zip(&namespaces)
-            .map(|(ns, name)| start_pods(ctx, *ns, name)),
-    )
-    .await;
+    let started =
+        futures::future::join_all(Ns::ALL.iter().map(|ns| start_pods(ctx, *ns, &namespaces))).await;
     let mut server_ips = Vec::new();
+    let mut server_nodes = Vec::new();
     for result in started {
-        server_ips.push(result?);
+        let (ip, node) = result?;
+        server_ips.push(ip);
+        server_nodes.push(node);
     }
+    let placed = if server_nodes[0] != server_nodes[1] {
+        format!(
+            "servers on nodes {} and {}, clients x beside their own namespace's server and \
+             clients y beside the other's: every scenario is probed within a node and across \
+             nodes",
+            server_nodes[0], server_nodes[1]
+        )
+    } else {
+        format!(
+            "both servers run on node {} (the scheduler found no other node for them): only \
+             connections within a node are probed",
+            server_nodes[0]
+        )
+    };
+    ctx.decisions
+        .lock()
+        .fact("placement", placed.clone().into());
     let targets = Targets {
-        namespaces: [namespaces[0].clone(), namespaces[1].clone()],
+        namespaces: namespaces.clone(),
         server_ips: [server_ips[0].clone(), server_ips[1].clone()],
     };
     let env = Env {
@@ -203,11 +228,46 @@ async fn probe_matrix(ctx: &CheckContext) -> Result<(), Requirement> {
         }
         return Ok(());
     }
-    ctx.decide(requirement);
+    ctx.decide(Requirement {
+        message: format!("{}; placement: {placed}", requirement.message),
+        ..requirement
+    });
     let mut remaining = all.iter();
     while let Some(scenario) = remaining.next() {
+        let before = server_state(ctx, &targets).await;
         let (requirement, _) = run_scenario(ctx, &targets, &env, scenario, &facts).await;
         publish_facts();
+        // A FAIL stops the run with the policies in place (they go with the namespace);
+        // anything else is kept only once connectivity is back without them.
+        let restored = if requirement.status == crate::outcome::Status::Fail {
+            Ok(())
+        } else {
+            remove_policies(ctx, &targets, scenario).await
+        };
+        let after = server_state(ctx, &targets).await;
+        let requirement = match (servers_changed(&before, &after), &restored) {
+            (Some(why), _) => Requirement::abort(
+                scenario.id,
+                format!(
+                    "not judged: {why}; a dead server refuses every connection, which looks \
+                     like a policy's denial (the matrix showed: {})",
+                    requirement.message
+                ),
+            )
+            .with_details(requirement.details),
+            (None, Err(why)) if requirement.status != crate::outcome::Status::Abort => {
+                Requirement::abort(
+                    scenario.id,
+                    format!(
+                        "not judged: {why}; denials that outlive their policies are not the \
+                         policies' doing (the matrix showed: {})",
+                        requirement.message
+                    ),
+                )
+                .with_details(requirement.details)
+            }
+            (None, _) => requirement,
+        };
         let failed = requirement.status == crate::outcome::Status::Fail;
         ctx.decide(requirement);
         if failed {
@@ -220,13 +280,86 @@ async fn probe_matrix(ctx: &CheckContext) -> Result<(), Requirement> {
             }
             break;
         }
-        if let Err(why) = remove_policies(ctx, &targets, scenario).await {
+        if let Err(why) = restored {
             for rest in remaining.by_ref() {
                 ctx.decide(Requirement::abort(rest.id, format!("not measured: {why}")));
             }
         }
     }
     Ok(())
+}
+
+/// `namespace/server` → (restarts of its containers, ready), for both server pods; `Err`
+/// says why they could not be read.
+type ServerState = Result<BTreeMap<String, (i32, bool)>, String>;
+
+/// The server pods' restart counts and readiness (a container that died and came back, or
+/// is down, refuses connections: that must not pass for a policy's denial).
+async fn server_state(ctx: &CheckContext, targets: &Targets) -> ServerState {
+    let cluster = ctx.cluster();
+    let mut state = BTreeMap::new();
+    for namespace in &targets.namespaces {
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+        // Listed (the rights the check has), not read one by one.
+        let list = cluster
+            .call(
+                &format!("list the server pod of {namespace}"),
+                api.list(&ListParams::default().labels(&format!(
+                    "{}={}",
+                    scenarios::ROLE_KEY,
+                    scenarios::SERVER
+                ))),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(pod) = list.items.first() else {
+            return Err(format!("the server pod of {namespace} is gone"));
+        };
+        let status = pod.status.as_ref();
+        let restarts = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|c| c.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        state.insert(
+            format!("{namespace}/{}", scenarios::SERVER),
+            (restarts, ready),
+        );
+    }
+    Ok(state)
+}
+
+/// Why the servers' state before and after a scenario does not let it be judged, if so.
+fn servers_changed(before: &ServerState, after: &ServerState) -> Option<String> {
+    let (before, after) = match (before, after) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => {
+            return Some(format!("the server pods' state could not be read ({e})"));
+        }
+    };
+    let mut why = Vec::new();
+    for (pod, (restarts, ready)) in after {
+        let (restarts_before, ready_before) = before.get(pod).copied().unwrap_or((0, false));
+        if *restarts != restarts_before {
+            why.push(format!(
+                "server pod {pod} restarted during the scenario (restartCount \
+                 {restarts_before} -> {restarts}, summed over its containers)"
+            ));
+        }
+        if !ready || !ready_before {
+            why.push(format!(
+                "server pod {pod} was not ready {}",
+                if ready_before {
+                    "after the scenario"
+                } else {
+                    "before the scenario"
+                }
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 fn parse_ip(ip: &str) -> Result<std::net::IpAddr, Requirement> {
@@ -252,7 +385,66 @@ fn netexec_container(ctx: &CheckContext, port: u16) -> k8s_openapi::api::core::v
     c
 }
 
-fn pod(ctx: &CheckContext, name: &str, role: &str, team: Option<&str>, ports: &[u16]) -> Pod {
+/// Where a probe pod goes: the two servers on different nodes where possible (preferred
+/// anti-affinity), client `x` on its own namespace's server's node and client `y` on the
+/// other namespace's server's node (required affinity). So every scenario probes its
+/// policies both within a node and across nodes, paths that several plugins enforce with
+/// different code (bridge vs. routed/tunnelled traffic).
+fn placement(ns: Ns, team: Option<&str>, namespaces: &[String; 2]) -> Affinity {
+    let servers_in = |namespaces: Vec<String>| PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (APP_KEY.to_string(), APP.to_string()),
+                (
+                    scenarios::ROLE_KEY.to_string(),
+                    scenarios::SERVER.to_string(),
+                ),
+            ])),
+            ..Default::default()
+        }),
+        namespaces: Some(namespaces),
+        topology_key: HOSTNAME_KEY.into(),
+        ..Default::default()
+    };
+    let own = namespaces[usize::from(ns == Ns::B)].clone();
+    let other = namespaces[usize::from(ns == Ns::A)].clone();
+    match team {
+        None => Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: servers_in(vec![other]),
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Some(team) => Affinity {
+            pod_affinity: Some(PodAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![servers_in(vec![
+                    if team == scenarios::TEAMS[0] {
+                        own
+                    } else {
+                        other
+                    },
+                ])]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+fn pod(
+    ctx: &CheckContext,
+    name: &str,
+    role: &str,
+    team: Option<&str>,
+    ports: &[u16],
+    affinity: Affinity,
+) -> Pod {
     let mut labels = run_labels(&ctx.cluster().run_id, &ctx.testcase.id);
     labels.insert(APP_KEY.into(), APP.into());
     labels.insert(scenarios::ROLE_KEY.into(), role.into());
@@ -265,9 +457,10 @@ fn pod(ctx: &CheckContext, name: &str, role: &str, team: Option<&str>, ports: &[
             labels: Some(labels),
             ..Default::default()
         },
-        spec: Some(restricted_pod_spec(
-            ports.iter().map(|p| netexec_container(ctx, *p)).collect(),
-        )),
+        spec: Some(PodSpec {
+            affinity: Some(affinity),
+            ..restricted_pod_spec(ports.iter().map(|p| netexec_container(ctx, *p)).collect())
+        }),
         ..Default::default()
     }
 }
@@ -280,10 +473,15 @@ fn pod_ip(p: &Pod) -> Option<String> {
         .filter(|ip| !ip.is_empty())
 }
 
-/// Creates the server and client pods of one namespace and waits until they run; returns
-/// the server's IP.
-async fn start_pods(ctx: &CheckContext, ns: Ns, namespace: &str) -> Result<String, Requirement> {
+/// Creates the server and client pods of one namespace (placed by [`placement`]) and waits
+/// until they run; returns the server's IP and node.
+async fn start_pods(
+    ctx: &CheckContext,
+    ns: Ns,
+    namespaces: &[String; 2],
+) -> Result<(String, String), Requirement> {
     let cluster = ctx.cluster();
+    let namespace = namespaces[usize::from(ns == Ns::B)].as_str();
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let mut pods = vec![pod(
         ctx,
@@ -291,6 +489,7 @@ async fn start_pods(ctx: &CheckContext, ns: Ns, namespace: &str) -> Result<Strin
         scenarios::SERVER,
         None,
         &scenarios::SERVER_PORTS,
+        placement(ns, None, namespaces),
     )];
     for client in Client::all().into_iter().filter(|c| c.ns == ns) {
         pods.push(pod(
@@ -299,6 +498,7 @@ async fn start_pods(ctx: &CheckContext, ns: Ns, namespace: &str) -> Result<Strin
             "client",
             Some(client.team),
             &[scenarios::CLIENT_PORT],
+            placement(ns, Some(client.team), namespaces),
         ));
     }
     let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
@@ -321,10 +521,15 @@ async fn start_pods(ctx: &CheckContext, ns: Ns, namespace: &str) -> Result<Strin
                 .iter()
                 .filter_map(|p| Some((p.name_any(), pod_ip(p)?)))
                 .collect();
+            let node = pods
+                .iter()
+                .find(|p| p.name_any() == scenarios::SERVER)
+                .and_then(|p| p.spec.as_ref()?.node_name.clone())
+                .unwrap_or_default();
             names
                 .iter()
                 .all(|n| ips.contains_key(n))
-                .then(|| ips.get(scenarios::SERVER).cloned())
+                .then(|| Some((ips.get(scenarios::SERVER).cloned()?, node)))
                 .flatten()
         },
     )
@@ -358,26 +563,67 @@ async fn explain_pods(ctx: &CheckContext, namespace: &str, pods: &[Pod], why: &s
     Requirement::abort("", message).with_details(details)
 }
 
-/// Probes until the matrix matches `expected` or the policy timeout passes. Returns the
-/// last matrix, whether it matched, and how many rounds ran.
-async fn converge(
-    ctx: &CheckContext,
-    targets: &Targets,
-    expected: fn(&Cell) -> bool,
-) -> (BTreeMap<Cell, Observed>, bool, usize) {
+/// What probing until a matrix holds showed.
+struct Converged {
+    /// The matrix that decided: the last matching one, or the last one that differed.
+    observed: BTreeMap<Cell, Observed>,
+    /// The expected matrix held in [`CONSECUTIVE_ROUNDS`] rounds in a row.
+    ok: bool,
+    rounds: usize,
+    /// Rounds that matched, in a row or not.
+    matching: usize,
+}
+
+impl Converged {
+    /// Why a matrix that matched now and then is not in force.
+    fn flapping(&self) -> String {
+        if self.ok || self.matching == 0 {
+            return String::new();
+        }
+        format!(
+            " (the expected matrix held in {} of {} rounds, never in {CONSECUTIVE_ROUNDS} \
+             consecutive ones: the enforcement flaps)",
+            self.matching, self.rounds
+        )
+    }
+}
+
+/// Probes until the matrix matches `expected` in [`CONSECUTIVE_ROUNDS`] rounds in a row, or
+/// the policy timeout passes.
+async fn converge(ctx: &CheckContext, targets: &Targets, expected: fn(&Cell) -> bool) -> Converged {
     let cluster = ctx.cluster();
     let cells = cells();
     let start = Instant::now();
     let mut ticks = tokio::time::interval(ROUND_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rounds = 0;
+    let (mut rounds, mut matching, mut streak) = (0, 0, 0);
+    let mut differed = None;
     loop {
         ticks.tick().await;
         rounds += 1;
         let observed = measure(cluster, targets, &cells).await;
-        let ok = mismatches(&observed, expected).is_empty();
-        if ok || start.elapsed() >= ctx.options.workload.policy_timeout {
-            return (observed, ok, rounds);
+        if mismatches(&observed, expected).is_empty() {
+            matching += 1;
+            streak += 1;
+            if streak >= CONSECUTIVE_ROUNDS {
+                return Converged {
+                    observed,
+                    ok: true,
+                    rounds,
+                    matching,
+                };
+            }
+        } else {
+            streak = 0;
+            differed = Some(observed.clone());
+        }
+        if start.elapsed() >= ctx.options.workload.policy_timeout {
+            return Converged {
+                observed: differed.unwrap_or(observed),
+                ok: false,
+                rounds,
+                matching,
+            };
         }
     }
 }
@@ -427,7 +673,14 @@ async fn run_scenario(
     }
     ctx.log.info(format!("{id}: {}; probing", scenario.what));
     let start = Instant::now();
-    let (observed, converged, rounds) = converge(ctx, targets, scenario.expected).await;
+    let converged = converge(ctx, targets, scenario.expected).await;
+    let flapping = converged.flapping();
+    let Converged {
+        observed,
+        ok: converged,
+        rounds,
+        ..
+    } = converged;
     let took = start.elapsed();
     let expected = scenario.expected;
     let allowed = observed
@@ -491,7 +744,7 @@ async fn run_scenario(
     }
     let summary = format!(
         "{}: {} of {} connections differ from the expected matrix after {} ({rounds} probe \
-         round(s)): {}",
+         round(s)){flapping}: {}",
         scenario.what,
         shown.len(),
         observed.len(),
@@ -561,7 +814,11 @@ async fn remove_policies(
         }
     }
     let start = Instant::now();
-    let (observed, converged, _) = converge(ctx, targets, scenarios::baseline().expected).await;
+    let Converged {
+        observed,
+        ok: converged,
+        ..
+    } = converge(ctx, targets, scenarios::baseline().expected).await;
     if converged {
         ctx.log.info(format!(
             "{}: policies removed, everything reachable again after {}",

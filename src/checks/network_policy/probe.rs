@@ -3,9 +3,11 @@
 //! (`GET /api/v1/namespaces/{ns}/pods/{client}:8080/proxy/dial?host=..&port=..`).
 //! netexec answers `{"responses": [...]}` when the connection worked and `{"errors": [...]}`
 //! when it did not (its HTTP client gives up after 5 s); newer versions answer 417 for the
-//! latter, older ones 200, so the body decides.
+//! latter, older ones 200, so the body decides. The dial asks the server for its hostname
+//! (`request=hostname`): a connection counts only if the answer is the server pod's own
+//! name, so a proxy or sidecar answering in its place cannot turn a block into a pass.
 
-use super::scenarios::{CLIENT_PORT, Cell};
+use super::scenarios::{CLIENT_PORT, Cell, SERVER};
 use crate::cluster::Cluster;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,7 +80,8 @@ impl Targets {
     }
 }
 
-/// Interprets netexec's `/dial` answer.
+/// Interprets netexec's `/dial` answer to `request=hostname`: connected only if the
+/// answer is the server pod's hostname ([`SERVER`], the pod's name).
 pub fn parse_dial(status: u16, body: &str) -> Observed {
     #[derive(serde::Deserialize)]
     struct Dial {
@@ -107,7 +110,12 @@ pub fn parse_dial(status: u16, body: &str) -> Observed {
         });
     }
     match serde_json::from_str::<Dial>(body) {
-        Ok(d) if d.responses.iter().any(|r| !r.is_empty()) => Observed::Connected,
+        Ok(d) if d.responses.iter().any(|r| r.trim() == SERVER) => Observed::Connected,
+        Ok(d) if d.responses.iter().any(|r| !r.is_empty()) => Observed::Unknown(format!(
+            "the dial was answered by {:?}, not by the server pod (hostname {SERVER:?}): \
+             something in between (a proxy, a sidecar) answers in its place",
+            short(&d.responses[0])
+        )),
         Ok(d) if !d.errors.is_empty() => Observed::Refused(short(&d.errors[0])),
         _ => Observed::Unknown(format!(
             "unexpected netexec answer {status}: {}",
@@ -210,6 +218,15 @@ mod tests {
             Observed::Unknown(m) if m == "API server proxy answered 502: Bad Gateway"
         ));
         assert!(matches!(parse_dial(200, "NOW: 2025"), Observed::Unknown(_)));
+        // Any other answer is not the server's: a proxy or sidecar answered.
+        assert_eq!(
+            parse_dial(200, r#"{"responses":["envoy-7f9c"]}"#),
+            Observed::Unknown(
+                "the dial was answered by \"envoy-7f9c\", not by the server pod (hostname \
+                 \"server\"): something in between (a proxy, a sidecar) answers in its place"
+                    .into()
+            )
+        );
         assert!(matches!(parse_dial(200, "{}"), Observed::Unknown(_)));
     }
 }
