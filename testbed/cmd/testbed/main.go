@@ -440,6 +440,7 @@ func serve(argv []string) int {
 	programs := &node.Programs{
 		Agnhost: o.agnhost, Suite: o.suite, Self: self, Fixtures: o.fixtures, Dir: o.dir,
 		ConformanceDefault: sc.Conformance.Default, ConformanceByFocus: sc.Conformance.ByFocus,
+		ConformanceByTag: sc.Conformance.ByTag,
 	}
 	gitVersion := version.Get().GitVersion
 	var agents []*node.Agent
