@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::binary::{Output, assert_valid_junit, interrupted, run_against, scs, suite_objects};
+use support::testbed::{TestBed, new_run_id};
 use support::{ClusterSpec, SimCluster};
 
 const IMAGE: &str = "ghcr.io/sovereigncloudstack/scs-kaas-check";
@@ -452,18 +453,29 @@ fn a_junit_of_realistic_size_is_handed_back_whole() {
 /// A load balancer in front of the API server closes connections idle for a while (here
 /// 1 s; Octavia's default is 50 s) while a long spec runs silently (3 s): following the e2e
 /// container's log resumes, every progress line is seen once, and the run ends by the
-/// pod's status.
+/// pod's status. On the real control plane (test bed scenario `three-zones-e2e`, whose
+/// conformance image plays the fixture `slow` for the tag `slow`) behind the proxy, the
+/// suite authenticating with exactly the ClusterRole `gen` prints for this testcase
+/// (`escalate`/`bind` included: it grants the e2e pod every right).
 #[test]
 fn a_log_stream_cut_by_an_idle_timeout_is_resumed() {
-    let sim = SimCluster::start(ClusterSpec::default());
-    support::incluster::register_suite_image(&sim, IMAGE);
-    support::conformance::register_dir(
-        &sim,
-        support::conformance::fixture_dir("pass"),
-        Duration::from_secs(3),
-    );
-    let proxy = support::idle_proxy::IdleProxy::start(&sim, Duration::from_secs(1));
-    let out = e2e_with(&proxy.kubeconfig(&sim), &[]);
+    let tb =
+        TestBed::shared_with_fixtures("three-zones-e2e", &support::conformance::testbed_fixtures);
+    let run_id = new_run_id();
+    let least = tb.suite_kubeconfig(&["--check", TC, "--run-id", &run_id]);
+    let (proxy, via_proxy) = tb.behind_idle_proxy(&least, Duration::from_secs(1));
+    let out = scs(&[
+        "e2e",
+        "-k",
+        via_proxy.to_str().expect("utf-8 path"),
+        "--image",
+        IMAGE,
+        "--conformance-image",
+        "registry.k8s.io/conformance:slow",
+        "--run-id",
+        &run_id,
+    ]);
+    out.assert_clean_exit();
     assert!(proxy.cuts() >= 1, "the proxy cut nothing:\n{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(
@@ -484,7 +496,7 @@ fn a_log_stream_cut_by_an_idle_timeout_is_resumed() {
             out.stderr
         );
     }
-    assert_nothing_left(&sim);
+    tb.assert_nothing_left(&run_id);
 }
 
 /// The sidecar cannot store the results (creating ConfigMaps is refused): it says why in a

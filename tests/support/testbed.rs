@@ -96,9 +96,28 @@ fn unique_prefix() -> String {
     format!("tb{:02x}{:02x}{:02x}", b[0], b[1], b[2])
 }
 
+/// A fresh run id (8 hex digits, as the suite makes them) for a test's own run on a shared
+/// test bed: its objects carry it, and assertions look at that run only.
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 impl TestBed {
     /// Starts scenario `name` (`testbed/scenarios/<name>.yaml`) and waits for its ready line.
     pub fn start(name: &str) -> TestBed {
+        Self::launch(name, None)
+    }
+
+    /// Starts scenario `name` with a fixtures directory of its own for the conformance
+    /// image emulation: a copy of `tests/fixtures/e2e` to which `extra` adds (e.g. a
+    /// generated fixture, or a copy with a `pause`).
+    pub fn start_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> TestBed {
+        Self::launch(name, Some(extra))
+    }
+
+    fn launch(name: &str, extra_fixtures: Option<&dyn Fn(&Path)>) -> TestBed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bin = binary();
         let scenario = scenario_path(name);
@@ -114,7 +133,13 @@ impl TestBed {
         let work = dir.path().join("bed");
         let prefix = unique_prefix();
         let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+        if let Some(extra) = extra_fixtures {
+            let own = dir.path().join("fixtures");
+            copy_dir(&fixtures, &own);
+            extra(&own);
+            fixtures = own;
+        }
         let mut child = Command::new(&bin)
             .arg("run")
             .arg("--scenario")
@@ -126,7 +151,7 @@ impl TestBed {
             .arg("--suite-binary")
             .arg(super::binary::BIN)
             .arg("--fixtures")
-            .arg(manifest.join("tests/fixtures/e2e"))
+            .arg(&fixtures)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -385,32 +410,47 @@ impl TestBed {
     }
 
     fn shutdown(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
+        stop_process(child.id(), &self.prefix, &self.work_dir());
+    }
+}
+
+/// SIGTERM to the test bed process `pid`, waiting (at most 90 s, then SIGKILL) until it
+/// has exited and been reaped, then `testbed cleanup` for whatever a killed test bed could
+/// not remove.
+fn stop_process(pid: u32, prefix: &str, work_dir: &Path) {
+    let pid = pid as libc::pid_t;
+    let reaped = || {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        r == pid || r == -1
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !reaped() {
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            while !reaped() {
+                std::thread::sleep(Duration::from_millis(50));
             }
+            break;
         }
-        // Whatever a killed test bed could not remove.
-        if !leftovers(&self.prefix, &self.work_dir()).is_empty() {
-            let _ = Command::new(binary())
-                .args(["cleanup", "--prefix", &self.prefix, "--dir"])
-                .arg(self.work_dir())
-                .status();
-        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !leftovers(prefix, work_dir).is_empty() {
+        let _ = Command::new(binary())
+            .args(["cleanup", "--prefix", prefix, "--dir"])
+            .arg(work_dir)
+            .status();
     }
 }
 
@@ -463,4 +503,455 @@ pub fn leftovers(prefix: &str, dir: &Path) -> Leftovers {
     }
     out.dir_exists = dir.join("nodes").exists() || dir.join("etcd").exists();
     out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
+}
+
+// ------------------------------------------------------------ shared test beds
+
+/// Test beds shared by the tests of this binary, by scenario; stopped when it exits.
+static SHARED: std::sync::Mutex<Vec<(String, &'static TestBed)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Stops the shared test beds (registered with `atexit` when the first one starts: libtest
+/// returns from `main` after the last test, and statics are never dropped).
+extern "C" fn stop_shared() {
+    let beds = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, bed) in beds.iter() {
+        if let Some(child) = &bed.child {
+            stop_process(child.id(), &bed.prefix, &bed.work_dir());
+        }
+        let _ = std::fs::remove_dir_all(bed.dir.path());
+    }
+}
+
+impl TestBed {
+    /// The test bed of scenario `name` that every test of this binary shares (started by
+    /// the first test that asks, stopped when the binary exits). For tests that do not
+    /// couple: each works in its own run (its own `--run-id`, namespaces and cluster-scoped
+    /// objects named with it) and asserts on that run only; scenarios whose cluster-scoped
+    /// state differs (nodes, storage classes) get their own test bed.
+    pub fn shared(name: &str) -> &'static TestBed {
+        Self::shared_with(name, None)
+    }
+
+    /// [`TestBed::shared`] with a fixtures directory of its own (see
+    /// [`TestBed::start_with_fixtures`]); `extra` runs for the first test only.
+    pub fn shared_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> &'static TestBed {
+        Self::shared_with(name, Some(extra))
+    }
+
+    fn shared_with(name: &str, extra: Option<&dyn Fn(&Path)>) -> &'static TestBed {
+        let mut beds = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bed)) = beds.iter().find(|(n, _)| n == name) {
+            return bed;
+        }
+        let bed: &'static TestBed = Box::leak(Box::new(Self::launch(name, extra)));
+        if beds.is_empty() {
+            // SAFETY: registers a function without arguments that only touches statics.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        beds.push((name.to_string(), bed));
+        bed
+    }
+
+    /// A copy of `kubeconfig` (the admin's, or one of [`TestBed::suite_kubeconfig`]) for
+    /// another server URL (e.g. a proxy in front of the API server on 127.0.0.1, which the
+    /// server certificate covers).
+    pub fn kubeconfig_for(&self, kubeconfig: &Path, server: &str) -> PathBuf {
+        let original = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+        let changed = original.replace(
+            &format!("server: {}", self.server),
+            &format!("server: {server}"),
+        );
+        assert_ne!(
+            changed,
+            original,
+            "no server line in {}",
+            kubeconfig.display()
+        );
+        let stem = kubeconfig
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("kubeconfig");
+        let path = self.dir.path().join(format!(
+            "{stem}-via-{}.kubeconfig",
+            server.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ));
+        std::fs::write(&path, changed).expect("write kubeconfig");
+        path
+    }
+
+    /// An idle-timeout proxy in front of the API server (see [`super::idle_proxy`]) closing
+    /// connections idle for `idle`, and a copy of `kubeconfig` that reaches the server
+    /// through it.
+    pub fn behind_idle_proxy(
+        &self,
+        kubeconfig: &Path,
+        idle: Duration,
+    ) -> (super::idle_proxy::IdleProxy, PathBuf) {
+        let target = self
+            .server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("server address");
+        let proxy = super::idle_proxy::IdleProxy::start(target, idle);
+        let via = self.kubeconfig_for(kubeconfig, &proxy.url());
+        (proxy, via)
+    }
+
+    /// A kubeconfig of a new ServiceAccount bound to exactly the rules of the ClusterRole
+    /// that `scs-kaas-check gen <selection>` prints: the rights the README documents for
+    /// that selection. Runs of the suite use it; a right it lacks fails the run.
+    pub fn suite_kubeconfig(&self, selection: &[&str]) -> PathBuf {
+        let mut args = vec!["gen"];
+        args.extend_from_slice(selection);
+        let docs = super::binary::gen_docs(&args);
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("gen prints a ClusterRole");
+        let rules: Vec<PolicyRule> =
+            serde_json::from_value(role["rules"].clone()).expect("ClusterRole rules");
+        let name = format!("suite-{}", &unique_prefix()[2..]);
+        self.create_cluster_role(&name, rules);
+        self.service_account_kubeconfig(&name)
+    }
+
+    /// Creates the objects of the YAML documents `yaml` (any kind the API server serves,
+    /// e.g. admission policies) with the admin credential; they are deleted when the
+    /// returned guard is dropped.
+    pub fn apply(&self, yaml: &str) -> Applied<'_> {
+        let client = self.client();
+        let objects = self.block_on(async {
+            let mut created = Vec::new();
+            for doc in yaml.split("\n---\n").filter(|d| !d.trim().is_empty()) {
+                let value: serde_json::Value =
+                    serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}:\n{doc}"));
+                let object: kube::api::DynamicObject =
+                    serde_json::from_value(value.clone()).expect("an object");
+                let (group, version) = match value["apiVersion"].as_str().expect("apiVersion") {
+                    v if v.contains('/') => v.split_once('/').expect("group/version"),
+                    v => ("", v),
+                };
+                let gvk = kube::api::GroupVersionKind::gvk(
+                    group,
+                    version,
+                    value["kind"].as_str().expect("kind"),
+                );
+                let (resource, _) = kube::discovery::pinned_kind(&client, &gvk)
+                    .await
+                    .unwrap_or_else(|e| panic!("{gvk:?} is not served: {e}"));
+                let namespace = object.metadata.namespace.clone();
+                let api: Api<kube::api::DynamicObject> = match &namespace {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                    None => Api::all_with(client.clone(), &resource),
+                };
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .unwrap_or_else(|e| panic!("create {doc}: {e}"));
+                created.push((resource, namespace, object.metadata.name.expect("a name")));
+            }
+            created
+        });
+        Applied { bed: self, objects }
+    }
+
+    /// Every object carrying the labels `selector` (a label selector), of every resource
+    /// the API server lists, cluster-scoped ones included: `Kind namespace/name`.
+    pub fn labelled_objects(&self, selector: &str) -> Vec<String> {
+        let client = self.client();
+        self.block_on(async {
+            let discovery = kube::discovery::Discovery::new(client.clone())
+                .run()
+                .await
+                .expect("discovery");
+            let mut found = Vec::new();
+            for group in discovery.groups() {
+                for (resource, caps) in group.recommended_resources() {
+                    if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                        continue;
+                    }
+                    let api: Api<kube::api::DynamicObject> =
+                        Api::all_with(client.clone(), &resource);
+                    let params = kube::api::ListParams::default().labels(selector);
+                    match api.list(&params).await {
+                        Ok(list) => found.extend(list.items.into_iter().map(|o| {
+                            let ns = o.metadata.namespace.map(|n| format!("{n}/"));
+                            format!(
+                                "{} {}{}",
+                                resource.kind,
+                                ns.unwrap_or_default(),
+                                o.metadata.name.unwrap_or_default()
+                            )
+                        })),
+                        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 405) => {}
+                        Err(e) => panic!("list {}: {e}", resource.plural),
+                    }
+                }
+            }
+            found
+        })
+    }
+
+    /// Asserts that run `run_id` left nothing: no object of any resource labelled with its
+    /// run id (namespaces, RBAC and everything in namespaces of other runs included), and
+    /// no PersistentVolume claimed from one of its namespaces.
+    pub fn assert_nothing_left(&self, run_id: &str) {
+        let mut left = self.labelled_objects(&format!(
+            "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
+        ));
+        left.extend(self.volumes_claimed_from(&format!("skc-{run_id}-")));
+        assert!(left.is_empty(), "run {run_id} left behind: {left:#?}");
+    }
+
+    /// Asserts that no object of any run is left (see [`TestBed::assert_nothing_left`]).
+    pub fn assert_no_run_left(&self) {
+        let mut left = self.labelled_objects("app.kubernetes.io/managed-by=scs-kaas-check");
+        left.extend(self.volumes_claimed_from("skc-"));
+        assert!(left.is_empty(), "runs left behind: {left:#?}");
+    }
+
+    /// `PersistentVolume name` of the volumes whose claim is (or was) in a namespace whose
+    /// name starts with `prefix`.
+    fn volumes_claimed_from(&self, prefix: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client());
+        let volumes = self
+            .block_on(api.list(&Default::default()))
+            .expect("list persistentvolumes");
+        volumes
+            .items
+            .into_iter()
+            .filter(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .and_then(|c| c.namespace.as_deref())
+                    .is_some_and(|ns| ns.starts_with(prefix))
+            })
+            .map(|pv| format!("PersistentVolume {}", pv.metadata.name.unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// Objects [`TestBed::apply`] created; deleted on drop.
+pub struct Applied<'a> {
+    bed: &'a TestBed,
+    objects: Vec<(kube::api::ApiResource, Option<String>, String)>,
+}
+
+impl Drop for Applied<'_> {
+    fn drop(&mut self) {
+        let client = self.bed.client();
+        for (resource, namespace, name) in self.objects.drain(..).rev() {
+            let api: Api<kube::api::DynamicObject> = match &namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let _ = self
+                .bed
+                .block_on(api.delete(&name, &kube::api::DeleteParams::default()));
+        }
+    }
+}
+
+/// YAML for [`TestBed::apply`]: a ValidatingAdmissionPolicy and its binding (both named
+/// `name`) that refuse `operation` (`CREATE`, `DELETE`, ...) of the core resource
+/// `resource` in the namespaces of run `run_id` (for `namespaces`: the run's namespaces
+/// themselves) where the CEL expression `refuse_when` holds, with 403 Forbidden and
+/// `message`: a site's admission policy, enforced by the real API server. The namespaces
+/// of other runs are not affected.
+pub fn refusing_policy(
+    name: &str,
+    run_id: &str,
+    operation: &str,
+    resource: &str,
+    refuse_when: &str,
+    message: &str,
+) -> String {
+    let expression = serde_json::to_string(&format!("!({refuse_when})")).expect("json");
+    let message = serde_json::to_string(message).expect("json");
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [\"\"], apiVersions: [v1], operations: [{operation}], resources: [{resource}]}}
+  validations:
+  - {{expression: {expression}, message: {message}, reason: Forbidden}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{scs-kaas-check/run-id: \"{run_id}\"}}
+"
+    )
+}
+
+/// YAML for [`TestBed::apply`]: a MutatingAdmissionPolicy and its binding (both named
+/// `name`) that give every pod created in a namespace of run `run_id` (other than the
+/// in-cluster runner's) a scheduling gate: the real scheduler leaves such pods Pending
+/// (`SchedulingGated`), as pods that wait for nodes that do not come.
+pub fn holding_policy(name: &str, run_id: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [pods]}}
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >
+        Object{{spec: Object.spec{{schedulingGates: [Object.spec.schedulingGates{{name: \"test.scs.community/hold\"}}]}}}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{scs-kaas-check/run-id: \"{run_id}\"}}
+      matchExpressions:
+      - {{key: scs-kaas-check/check, operator: NotIn, values: [in-cluster]}}
+"
+    )
+}
+
+impl super::binary::Target for TestBed {
+    /// The admin kubeconfig.
+    fn kubeconfig_file(&self) -> PathBuf {
+        self.kubeconfig.clone()
+    }
+}
+
+/// How [`TestBed::apply_policy`] sees that the API server enforces a policy, by a dry-run
+/// request in a namespace of the run (nothing is created).
+pub enum Probe<'a> {
+    /// Creating the core object of this kind (`pods`, `configmaps`) with this name is
+    /// refused.
+    Refuses(&'a str, &'a str),
+    /// Deleting a namespace of the run is refused.
+    RefusesNamespaceDeletion,
+    /// A pod created gets a scheduling gate ([`holding_policy`]).
+    HoldsPods,
+}
+
+impl TestBed {
+    /// Creates the admission policies of `yaml` ([`refusing_policy`], [`holding_policy`])
+    /// and waits (at most 60 s) until the API server enforces them for run `run_id`:
+    /// admission plugins learn of new policies from informers, a moment after they exist.
+    /// Probes go to a namespace labelled with the run id only (not managed by the suite),
+    /// deleted afterwards.
+    pub fn apply_policy(&self, yaml: &str, run_id: &str, probe: Probe) -> Applied<'_> {
+        let applied = self.apply(yaml);
+        let client = self.client();
+        let ns_name = format!("probe-{run_id}");
+        let probe_ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": ns_name, "labels": {
+                "scs-kaas-check/check": "probe", "scs-kaas-check/run-id": run_id}}
+        }))
+        .expect("namespace");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        self.block_on(namespaces.create(&PostParams::default(), &probe_ns))
+            .unwrap_or_else(|e| panic!("create namespace {ns_name}: {e}"));
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "probe"},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}
+        }))
+        .expect("pod");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let enforced = self.block_on(async {
+                let refused = |r: Result<(), kube::Error>| {
+                    matches!(r, Err(kube::Error::Api(e)) if e.code == 403)
+                };
+                match probe {
+                    Probe::Refuses("pods", _) => {
+                        let api: Api<k8s_openapi::api::core::v1::Pod> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        refused(api.create(&dry, &pod).await.map(drop))
+                    }
+                    Probe::Refuses(kind, name) => {
+                        assert_eq!(kind, "configmaps", "probe of {kind}");
+                        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        let cm = serde_json::from_value(
+                            serde_json::json!({"metadata": {"name": name}}),
+                        )
+                        .expect("configmap");
+                        refused(api.create(&dry, &cm).await.map(drop))
+                    }
+                    Probe::RefusesNamespaceDeletion => {
+                        let params = kube::api::DeleteParams {
+                            dry_run: true,
+                            ..Default::default()
+                        };
+                        refused(namespaces.delete(&ns_name, &params).await.map(drop))
+                    }
+                    Probe::HoldsPods => {
+                        let api: Api<k8s_openapi::api::core::v1::Pod> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        api.create(&dry, &pod).await.is_ok_and(|p| {
+                            p.spec
+                                .and_then(|s| s.scheduling_gates)
+                                .is_some_and(|g| !g.is_empty())
+                        })
+                    }
+                }
+            });
+            if enforced {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server does not enforce the policy within 60 s:\n{yaml}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Without the run's label no policy of the run refuses deleting it.
+        self.block_on(async {
+            let patch = kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"scs-kaas-check/run-id": null}}
+            }));
+            namespaces
+                .patch(&ns_name, &Default::default(), &patch)
+                .await
+                .unwrap_or_else(|e| panic!("unlabel {ns_name}: {e}"));
+            namespaces
+                .delete(&ns_name, &Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("delete {ns_name}: {e}"));
+        });
+        applied
+    }
 }
