@@ -16,7 +16,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -76,27 +76,12 @@ fn run_least(run_id: &str, selection: &[&str], extra: &[&str]) -> Output {
     out
 }
 
-/// The names of the namespaces of run `run_id`.
-fn namespaces_of(run_id: &str) -> Vec<String> {
-    let api: Api<Namespace> = Api::all(bed().client());
-    let params = ListParams::default().labels(&format!(
-        "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
-    ));
-    bed()
-        .block_on(api.list(&params))
-        .expect("list namespaces")
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect()
-}
-
 /// `(namespace, pod spec)` of every pod and pod template (Deployments, Jobs) still in the
 /// namespaces of run `run_id`.
 fn pod_specs(run_id: &str) -> Vec<(String, Value)> {
     let client = bed().client();
     let mut specs = Vec::new();
-    for ns in namespaces_of(run_id) {
+    for ns in bed().run_namespaces(run_id) {
         bed().block_on(async {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             for p in pods.list(&ListParams::default()).await.expect("pods").items {
@@ -133,7 +118,7 @@ fn images_of(specs: &[(String, Value)]) -> BTreeSet<String> {
 /// Every kept namespace of run `run_id` holds the pull secret (labelled, the docker
 /// config `config`), and every pod and pod template references it.
 fn assert_every_pod_and_namespace_has_the_secret(run_id: &str, config: &[u8]) {
-    let namespaces = namespaces_of(run_id);
+    let namespaces = bed().run_namespaces(run_id);
     assert!(!namespaces.is_empty(), "kept namespaces expected");
     for ns in &namespaces {
         let secrets: Api<Secret> = Api::namespaced(bed().client(), ns);
@@ -232,7 +217,7 @@ fn the_in_cluster_runner_and_the_checks_it_runs_use_the_pull_secret() {
     out.assert_clean_exit();
     assert_eq!(out.code, 0, "{}", out.stderr);
     // The runner's namespace and the scratch namespaces of the run inside all hold it.
-    let namespaces = namespaces_of(&run_id);
+    let namespaces = bed().run_namespaces(&run_id);
     assert!(
         namespaces.iter().any(|n| n.ends_with("-runner"))
             && namespaces.iter().any(|n| n.ends_with("-storage")),

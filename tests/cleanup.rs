@@ -68,20 +68,6 @@ fn run(tb: &TestBed, run_id: &str, extra: &[&str]) -> Output {
     out
 }
 
-/// The names of run `run_id`'s namespaces (admin listing).
-fn namespaces_of(tb: &TestBed, run_id: &str) -> Vec<String> {
-    let api: Api<Namespace> = Api::all(tb.client());
-    let params = kube::api::ListParams::default().labels(&format!(
-        "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
-    ));
-    tb.block_on(api.list(&params))
-        .expect("list namespaces")
-        .items
-        .into_iter()
-        .filter_map(|ns| ns.metadata.name)
-        .collect()
-}
-
 /// A namespace that exists before `delete` (a leaked run's, or another tool's).
 fn leak_namespace(tb: &TestBed, name: &str, labels: serde_json::Value) {
     let api: Api<Namespace> = Api::all(tb.client());
@@ -151,7 +137,7 @@ fn keep_leaves_objects_and_says_so_then_delete_removes_them() {
     let out = run(tb, &run_id, &["--keep"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, format!("{CHECK}: PASS\n"), "{}", out.stderr);
-    let kept = namespaces_of(tb, &run_id);
+    let kept = tb.run_namespaces(&run_id);
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(
         out.stderr.contains(&format!("kept namespace {}", kept[0])),
@@ -195,7 +181,7 @@ fn delete_by_run_id_touches_only_that_run() {
     let out = against(tb, "delete", &["--run-id", &gone]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     tb.assert_nothing_left(&gone);
-    assert_eq!(namespaces_of(tb, &stays), [format!("skc-{stays}-leak")]);
+    assert_eq!(tb.run_namespaces(&stays), [format!("skc-{stays}-leak")]);
     assert_eq!(against(tb, "delete", &["--run-id", &stays]).code, 0);
     tb.assert_nothing_left(&stays);
 }

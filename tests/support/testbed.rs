@@ -706,6 +706,21 @@ impl TestBed {
         })
     }
 
+    /// The names of the namespaces of run `run_id` (the suite's labels), listed with the
+    /// admin credential.
+    pub fn run_namespaces(&self, run_id: &str) -> Vec<String> {
+        let api: Api<Namespace> = Api::all(self.client());
+        let params = kube::api::ListParams::default().labels(&format!(
+            "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
+        ));
+        self.block_on(api.list(&params))
+            .expect("list namespaces")
+            .items
+            .into_iter()
+            .filter_map(|ns| ns.metadata.name)
+            .collect()
+    }
+
     /// Asserts that run `run_id` left nothing: no object of any resource labelled with its
     /// run id (namespaces, RBAC and everything in namespaces of other runs included), and
     /// no PersistentVolume claimed from one of its namespaces.
