@@ -467,6 +467,7 @@ fn sigint_during_an_in_cluster_run_deletes_what_it_and_the_run_inside_created() 
         "--check",
         "node-anti-affinity-check",
     ];
+    let started = Instant::now();
     let out = interrupted_at_line(
         &args,
         "[in-cluster] [node-anti-affinity-check] deployment anti-affinity with 3 replicas created",
@@ -474,6 +475,15 @@ fn sigint_during_an_in_cluster_run_deletes_what_it_and_the_run_inside_created() 
     );
     let stderr = &out.stderr;
     assert_eq!(out.code, 3, "{stderr}");
+    // The runner's pod is deleted and waited for before its namespace: the run inside
+    // cleans up in seconds, and the namespace then goes at once. (Deleting the namespace
+    // first, the namespace controller waited out the pod's grace period: about 90 s.)
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}:\n{stderr}",
+        started.elapsed()
+    );
+    assert!(!stderr.contains("cleanup: the pods of job"), "{stderr}");
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert_eq!(out.stdout, "node-anti-affinity-check: ABORT\n", "{stderr}");
     let junit = out.junit();

@@ -93,6 +93,48 @@ pub async fn wait_started(
     Err(format!("{subject}: {}", details.join("; ")))
 }
 
+/// Deletes the pods of Job `job` in `ns` (each gets SIGTERM and its termination grace
+/// period to clean up after itself) and waits, by watching, at most `deadline` until they
+/// are gone; the caller then deletes their namespace. Deleting the namespace at once takes
+/// longer: the namespace controller estimates the pods' remaining grace period and waits
+/// it out before it looks again, however soon the pods exit (upstream
+/// `estimateGracefulTermination`: e.g. 80 s for a runner that cleaned up in 6 s). Pods
+/// that cannot be deleted (a missing right) or do not go in time are left to the namespace
+/// deletion: the error says why.
+pub async fn delete_pods(
+    cluster: &Cluster,
+    ns: &str,
+    job: &str,
+    deadline: Duration,
+) -> Result<(), String> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    cluster
+        .call(
+            &format!("delete the pods of job {ns}/{job}"),
+            api.delete_collection(
+                &kube::api::DeleteParams::background(),
+                &kube::api::ListParams::default().labels(&selector),
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    wait::until(
+        &api,
+        watcher::Config::default().labels(&selector),
+        deadline,
+        |pods| pods.is_empty().then_some(()),
+    )
+    .await
+    .map_err(|t| match t.refused {
+        Some(e) => format!("cannot watch the pods of job {ns}/{job}: {e}"),
+        None => format!(
+            "the pods of job {ns}/{job} were not gone within {}",
+            human_duration(deadline)
+        ),
+    })
+}
+
 /// What [`follow`] hands over.
 pub enum LogEvent<'a> {
     /// One line of the container's output, in order, each exactly once.
