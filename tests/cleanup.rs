@@ -1,7 +1,8 @@
 //! Nothing the suite creates survives: per-check timeouts, SIGINT, `--keep`, `delete`.
 //!
 //! On the real control plane (`testbed/`, scenario `three-zones`, one test bed shared by
-//! this binary; each test works in a run of its own and asserts on that run): runs
+//! this binary; each test works in a run of its own and asserts on that run; `delete` of
+//! every run on a `single-node` test bed of its own): runs
 //! authenticate as a ServiceAccount bound to exactly the ClusterRole `gen` prints for
 //! their selection; `delete` and the set-up of leftovers use the admin credential. Pods
 //! that never run are pods a MutatingAdmissionPolicy holds with a scheduling gate; a
@@ -335,4 +336,40 @@ fn a_bound_volume_is_never_deleted() {
         std::thread::sleep(Duration::from_millis(500));
     }
     tb.assert_nothing_left(&run_id);
+}
+
+/// `delete` without a run id removes what every run left, and nothing the suite did not
+/// create. On a test bed of its own (`delete` of every run would disturb the runs of the
+/// other tests on the shared one).
+#[test]
+fn delete_without_a_run_id_removes_every_run_and_nothing_else() {
+    let tb = TestBed::start("single-node");
+    let runs = [new_run_id(), new_run_id()];
+    for run in &runs {
+        leak_namespace(&tb, &format!("skc-{run}-leak"), run_labels(run));
+    }
+    // An object the suite did not create stays untouched, even with a run id on it.
+    leak_namespace(
+        &tb,
+        "someone-elses",
+        serde_json::json!({"app.kubernetes.io/managed-by": "helm", "scs-kaas-check/run-id": runs[0]}),
+    );
+    let out = against(&tb, "delete", &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for run in &runs {
+        assert!(
+            out.stderr
+                .contains(&format!("deleted namespace skc-{run}-leak")),
+            "{}",
+            out.stderr
+        );
+    }
+    tb.assert_no_run_left();
+    let namespaces: Api<Namespace> = Api::all(tb.client());
+    let foreign = tb
+        .block_on(namespaces.get("someone-elses"))
+        .expect("someone-elses was deleted");
+    assert!(foreign.metadata.deletion_timestamp.is_none());
+    let leftovers = tb.stop();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
