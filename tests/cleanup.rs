@@ -16,7 +16,7 @@ mod support;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use std::time::{Duration, Instant};
-use support::binary::{Output, against, interrupted_at_line, scs};
+use support::binary::{Output, against, interrupted_at_lines, scs};
 use support::testbed::{Probe, TestBed, holding_policy, new_run_id, refusing_policy};
 
 const CHECK: &str = "node-anti-affinity-check";
@@ -87,9 +87,11 @@ fn sigint_during_a_run_deletes_the_scratch_namespace() {
     let args = run_args(tb, &run_id, &[]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     // Interrupt once the check has created its namespace and deployment.
-    let out = interrupted_at_line(
+    let out = interrupted_at_lines(
         &refs,
-        &format!("[{CHECK}] deployment anti-affinity with 3 replicas created"),
+        &[&format!(
+            "[{CHECK}] deployment anti-affinity with 3 replicas created"
+        )],
         Duration::from_secs(60),
     );
     let (stdout, stderr) = (&out.stdout, &out.stderr);

@@ -13,19 +13,16 @@
 //! `TestBed::assert_nothing_left` (an admin listing of every labelled object, cluster-scoped
 //! ones included).
 //!
-//! On the simulator (tests/support/conformance.rs emulates the image; the sidecar is the
-//! real binary; needs root) only the two scenarios whose native probe matrix needs a
-//! network policy data plane next to a chosen e2e outcome (the data-plane test beds of
-//! tests/dataplane.rs could carry them: see the report of issue 15).
+//! `--networking both` runs on test beds of their own with a data plane: kube-router
+//! enforcing NetworkPolicy while the conformance image fails the NetworkPolicy focus
+//! (`netpol-kube-router-e2e`), and no NetworkPolicy implementation while that focus never
+//! finishes (`netpol-none-e2e`). No scenario of this file uses the simulator.
 
 mod support;
 
 use std::time::{Duration, Instant};
-use support::binary::{
-    Output, assert_valid_junit, interrupted, interrupted_at_line, run_against, scs, suite_objects,
-};
+use support::binary::{Output, assert_valid_junit, interrupted_at_lines, scs};
 use support::testbed::{Probe, TestBed, new_run_id, refusing_policy};
-use support::{ClusterSpec, SimCluster};
 
 const IMAGE: &str = "ghcr.io/sovereigncloudstack/scs-kaas-check";
 const TC: &str = "cncf-k8s-conformance";
@@ -103,36 +100,6 @@ fn e2e(fixture: &str, extra: &[&str]) -> Output {
     let out = run.e2e(fixture, extra);
     run.assert_nothing_left();
     out
-}
-
-fn sim_focused(fixtures: &[(&str, &str)]) -> SimCluster {
-    let sim = SimCluster::start(ClusterSpec::default());
-    support::incluster::register_suite_image(&sim, IMAGE);
-    support::conformance::register_focused(&sim, fixtures);
-    sim
-}
-
-/// `run` against the simulator with the suite image of the sidecar.
-fn sim_run(sim: &SimCluster, extra: &[&str]) -> Output {
-    let mut args = vec!["--image", IMAGE];
-    args.extend_from_slice(extra);
-    let out = run_against(sim, &args);
-    out.assert_clean_exit();
-    out
-}
-
-/// The arguments of `run` against `kubeconfig`, offline, with the sidecar's image.
-fn sim_run_args<'a>(kubeconfig: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["run", "-k", kubeconfig, "--offline", "--image", IMAGE];
-    args.extend_from_slice(extra);
-    args
-}
-
-fn assert_nothing_left_in(sim: &SimCluster) {
-    for resource in ["namespaces", "clusterroles", "clusterrolebindings"] {
-        let left = suite_objects(sim, resource);
-        assert!(left.is_empty(), "{resource} left behind: {left:?}");
-    }
 }
 
 /// The upstream testsuite of `testcase` in junit.xml (its text from `<testsuite` to its end).
@@ -342,11 +309,28 @@ fn run_selects_cncf_conformance_and_the_networking_e2e_focus_like_any_testcase()
 
 #[test]
 fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passes() {
-    let sim = sim_focused(&[("NetworkPolicy", "netpol-fail")]);
-    let out = sim_run(
-        &sim,
-        &["--check", "kaas-networking-check", "--networking", "both"],
-    );
+    // kube-router enforces NetworkPolicy; the conformance image fails the NetworkPolicy
+    // focus. A test bed of its own: the nodes and the data plane differ.
+    let tb = TestBed::start("netpol-kube-router-e2e");
+    let run_id = new_run_id();
+    let selection = [
+        "--check",
+        "kaas-networking-check",
+        "--networking",
+        "both",
+        "--run-id",
+        &run_id,
+    ];
+    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let mut args = vec![
+        "run",
+        "-k",
+        kubeconfig.to_str().expect("utf-8"),
+        "--offline",
+    ];
+    args.extend_from_slice(&selection);
+    let out = scs(&args);
+    out.assert_clean_exit();
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(
         out.verdict("kaas-networking-check").as_deref(),
@@ -368,7 +352,9 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
         "{msg}"
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    assert_nothing_left_in(&sim);
+    tb.assert_nothing_left(&run_id);
+    let leftovers = tb.stop();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
@@ -381,7 +367,7 @@ fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
         "registry.k8s.io/conformance:hang",
     ]);
     // Interrupt once the e2e pod runs (its progress arrives) and its RBAC exists.
-    let out = interrupted_at_line(&args, "[e2e] 1/5 specs done", Duration::from_secs(90));
+    let out = interrupted_at_lines(&args, &["[e2e] 1/5 specs done"], Duration::from_secs(90));
     let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert_eq!(out.code, 3, "{stdout}\n{stderr}");
     assert_eq!(*stdout, format!("{TC}: ABORT\n"));
@@ -392,44 +378,37 @@ fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
 
 #[test]
 fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() {
-    // A plugin that enforces nothing fails the first native scenario within seconds; the
-    // upstream NetworkPolicy run (never finishing) is still going when the run is interrupted.
-    let sim = SimCluster::start(ClusterSpec {
-        network: support::NetworkProfile::none(),
-        ..Default::default()
-    });
-    support::incluster::register_suite_image(&sim, IMAGE);
-    support::conformance::register_focused(&sim, &[("NetworkPolicy", "hang")]);
-    let kubeconfig = sim.kubeconfig_path();
-    let args = sim_run_args(
+    // A data plane that enforces nothing (test bed `netpol-none-e2e`: kube-proxy, no
+    // NetworkPolicy implementation) fails the first native scenario within seconds; the
+    // upstream NetworkPolicy run (its image plays `hang`: never finishing) is still going
+    // when the run is interrupted. A test bed of its own: the nodes and data plane differ.
+    let tb = TestBed::start("netpol-none-e2e");
+    let run_id = new_run_id();
+    let selection = [
+        "--check",
+        "kaas-networking-check",
+        "--networking",
+        "both",
+        "--run-id",
+        &run_id,
+    ];
+    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let mut args = vec![
+        "run",
+        "-k",
         kubeconfig.to_str().expect("utf-8"),
+        "--offline",
+    ];
+    args.extend_from_slice(&selection);
+    args.extend(["--policy-timeout", "2s"]);
+    let out = interrupted_at_lines(
+        &args,
         &[
-            "--check",
-            "kaas-networking-check",
-            "--networking",
-            "both",
-            "--policy-timeout",
-            "2s",
+            "[kaas-networking-check] default-deny-ingress: 8 of 16 connections still differ",
+            "[e2e] 3/5 specs done",
         ],
+        Duration::from_secs(120),
     );
-    let out = interrupted(&args, "the native failure", Duration::from_secs(90), || {
-        let requests = sim.requests();
-        let policy_created = requests
-            .iter()
-            .any(|r| r.method == "POST" && r.resource == "networkpolicies");
-        let probing_stopped = requests
-            .iter()
-            .filter(|r| r.subresource == "proxy")
-            .map(|r| r.at)
-            .max()
-            .is_some_and(|last| last.elapsed() > Duration::from_millis(2500));
-        let e2e_running = sim.objects("pods").iter().any(|p| {
-            p["spec"]["containers"][0]["image"]
-                .as_str()
-                .is_some_and(|i| i.contains("conformance"))
-        });
-        policy_created && probing_stopped && e2e_running
-    });
     let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert_eq!(out.code, 1, "{stdout}\n{stderr}");
     assert_eq!(*stdout, "kaas-networking-check: FAIL\n");
@@ -456,8 +435,9 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     );
     assert_eq!(out.junit_kind(&net("e2e")), "error ABORT");
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    assert_nothing_left_in(&sim);
-    assert!(sim.objects("pods").is_empty(), "pods left");
+    tb.assert_nothing_left(&run_id);
+    let leftovers = tb.stop();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// A conformance `junit_01.xml` of real size (6600 testcases, over 2 MB: more than a

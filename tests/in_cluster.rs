@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::binary::Target;
 use support::binary::{
-    Output, against, assert_valid_junit, fixture, gen_docs, interrupted_at_line, run_against, scs,
+    Output, against, assert_valid_junit, fixture, gen_docs, interrupted_at_lines, run_against, scs,
     scs_with, status_line, suite_objects,
 };
 use support::testbed::{Probe, TestBed, holding_policy, new_run_id, refusing_policy};
@@ -468,9 +468,11 @@ fn sigint_during_an_in_cluster_run_deletes_what_it_and_the_run_inside_created() 
         "node-anti-affinity-check",
     ];
     let started = Instant::now();
-    let out = interrupted_at_line(
+    let out = interrupted_at_lines(
         &args,
-        "[in-cluster] [node-anti-affinity-check] deployment anti-affinity with 3 replicas created",
+        &[
+            "[in-cluster] [node-anti-affinity-check] deployment anti-affinity with 3 replicas created",
+        ],
         Duration::from_secs(90),
     );
     let stderr = &out.stderr;

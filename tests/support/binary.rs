@@ -264,9 +264,10 @@ pub fn interrupted(
     })
 }
 
-/// Runs the binary with `args` like [`scs`] and sends it SIGINT once it has printed a
-/// stderr line containing `line` (at most `within` after the start); returns what it did.
-pub fn interrupted_at_line(args: &[&str], line: &str, within: std::time::Duration) -> Output {
+/// Runs the binary with `args` like [`scs`] and sends it SIGINT once it has printed, for
+/// each of `lines`, a stderr line containing it (at most `within` after the start);
+/// returns what it did.
+pub fn interrupted_at_lines(args: &[&str], lines: &[&str], within: std::time::Duration) -> Output {
     use std::io::BufRead;
     prepared(args, |mut cmd| {
         let mut child = cmd
@@ -276,12 +277,14 @@ pub fn interrupted_at_line(args: &[&str], line: &str, within: std::time::Duratio
             .expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let (seen_tx, seen) = std::sync::mpsc::channel();
-        let needle = line.to_string();
+        let mut missing: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         let reader = std::thread::spawn(move || {
             let mut all = Vec::new();
             for l in std::io::BufReader::new(stderr).lines() {
                 let Ok(l) = l else { break };
-                if l.contains(&needle) {
+                let before = missing.len();
+                missing.retain(|needle| !l.contains(needle.as_str()));
+                if before > 0 && missing.is_empty() {
                     let _ = seen_tx.send(());
                 }
                 all.extend_from_slice(l.as_bytes());
@@ -299,7 +302,7 @@ pub fn interrupted_at_line(args: &[&str], line: &str, within: std::time::Duratio
         output.stderr = reader.join().expect("stderr reader");
         assert!(
             ready,
-            "no stderr line with {line:?} within {within:?}:\n{}",
+            "no stderr lines with each of {lines:?} within {within:?}:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         output
