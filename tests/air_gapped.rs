@@ -10,7 +10,7 @@
 //! a run that passes started no pod without it; local runs authenticate as a ServiceAccount
 //! bound to exactly the ClusterRole `gen` prints for their selection (`secrets` create
 //! included). Kept namespaces are then read with the admin credential, deleted with
-//! `delete`, and `TestBed::assert_nothing_left` checks that nothing of the run is left.
+//! `delete`, and `TestBed::assert_run_left_nothing` checks that nothing of the run is left.
 
 mod support;
 
@@ -68,7 +68,7 @@ fn require_the_secret(run_id: &str) -> Applied<'static> {
 fn run_least(run_id: &str, selection: &[&str], extra: &[&str]) -> Output {
     let mut gen_args = selection.to_vec();
     gen_args.extend(["--run-id", run_id]);
-    let kubeconfig = bed().suite_kubeconfig(&gen_args);
+    let kubeconfig = bed().gen_kubeconfig(&gen_args);
     let mut args = gen_args;
     args.extend_from_slice(extra);
     let out = run_against(&kubeconfig, &args);
@@ -159,7 +159,7 @@ fn assert_every_pod_and_namespace_has_the_secret(run_id: &str, config: &[u8]) {
 fn delete(run_id: &str) {
     let out = against(bed(), "delete", &["--run-id", run_id]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    bed().assert_nothing_left(run_id);
+    bed().assert_run_left_nothing(run_id);
 }
 
 #[test]

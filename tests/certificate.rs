@@ -91,11 +91,11 @@ fn bed_run(tb: &TestBed, selection: &[&str]) -> Output {
         "--cve-data",
         cves.to_str().unwrap(),
     ]);
-    let kubeconfig = tb.suite_kubeconfig(&args);
+    let kubeconfig = tb.gen_kubeconfig(&args);
     let out = run_against(&kubeconfig, &args);
     out.assert_clean_exit();
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
     out
 }
 
@@ -360,7 +360,7 @@ fn script_entry(mode: &str, testcases: &[&str]) -> (Output, String) {
     let run_id = new_run_id();
     let mut selection = testcases.to_vec();
     selection.extend(["--run-id", &run_id]);
-    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     let line = format!(
         "run -k {} --execution-mode {mode} {} --offline --image {IMAGE} --keep --run-id {run_id}",
         kubeconfig.display(),
@@ -399,7 +399,7 @@ fn e2e_env(run_id: &str) -> Vec<(String, String)> {
         .collect();
     let deleted = against(tb, "delete", &["--run-id", run_id]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
-    tb.assert_nothing_left(run_id);
+    tb.assert_run_left_nothing(run_id);
     env
 }
 

@@ -8,7 +8,7 @@
 //! that never run are pods a MutatingAdmissionPolicy holds with a scheduling gate; a
 //! namespace that stays terminating is one whose ConfigMap carries a finalizer; a
 //! namespace that cannot be deleted is one a ValidatingAdmissionPolicy protects. Every test
-//! ends with `TestBed::assert_nothing_left` (an admin listing of every labelled object of
+//! ends with `TestBed::assert_run_left_nothing` (an admin listing of every labelled object of
 //! every resource, cluster-scoped ones included).
 
 mod support;
@@ -48,7 +48,7 @@ fn hold_pods<'a>(tb: &'a TestBed, run_id: &str) -> support::testbed::Applied<'a>
 /// prints for it; then `extra`.
 fn run_args(tb: &TestBed, run_id: &str, extra: &[&str]) -> Vec<String> {
     let selection = ["--check", CHECK, "--run-id", run_id];
-    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     [
         "run",
         "-k",
@@ -103,7 +103,7 @@ fn sigint_during_a_run_deletes_the_scratch_namespace() {
         message.starts_with("not decided: the run was interrupted; last step: "),
         "{message}"
     );
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn check_timeout_aborts_and_cleans_up() {
         log.contains(&format!("deleted namespace skc-{run_id}-")),
         "{log}"
     );
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 #[test]
@@ -164,7 +164,11 @@ fn keep_leaves_objects_and_says_so_then_delete_removes_them() {
         "{}",
         out.stderr
     );
-    tb.assert_nothing_left(&run_id);
+    // Nothing of the suite's is left (the foreign namespace carries the run id too).
+    let left = tb.labelled_objects(&format!(
+        "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
+    ));
+    assert!(left.is_empty(), "run {run_id} left behind: {left:#?}");
     let namespaces: Api<Namespace> = Api::all(tb.client());
     let still = tb
         .block_on(namespaces.get(&foreign))
@@ -183,10 +187,10 @@ fn delete_by_run_id_touches_only_that_run() {
     }
     let out = against(tb, "delete", &["--run-id", &gone]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    tb.assert_nothing_left(&gone);
+    tb.assert_run_left_nothing(&gone);
     assert_eq!(tb.run_namespaces(&stays), [format!("skc-{stays}-leak")]);
     assert_eq!(against(tb, "delete", &["--run-id", &stays]).code, 0);
-    tb.assert_nothing_left(&stays);
+    tb.assert_run_left_nothing(&stays);
 }
 
 /// A leftover run namespace holding a claim bound to a PersistentVolume (reclaim policy
@@ -294,7 +298,7 @@ fn a_terminating_namespace_is_waited_for_and_its_volume_deleted_only_once_releas
         "{}",
         out.stderr
     );
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// A volume whose claim still exists (its namespace cannot be deleted: a site's admission
@@ -337,7 +341,7 @@ fn a_bound_volume_is_never_deleted() {
         assert!(Instant::now() < deadline, "{}", out.stderr);
         std::thread::sleep(Duration::from_millis(500));
     }
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// `delete` without a run id removes what every run left, and nothing the suite did not

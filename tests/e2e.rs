@@ -10,7 +10,7 @@
 //! REAL binary as the sidecar. The suite authenticates as a ServiceAccount bound to exactly
 //! the ClusterRole `gen` prints for the selection (`escalate`/`bind` included: the e2e pod
 //! gets every right), under real RBAC and Pod Security admission; every test ends with
-//! `TestBed::assert_nothing_left` (an admin listing of every labelled object, cluster-scoped
+//! `TestBed::assert_run_left_nothing` (an admin listing of every labelled object, cluster-scoped
 //! ones included).
 //!
 //! `--networking both` runs on test beds of their own with a data plane: kube-router
@@ -43,7 +43,7 @@ impl Run {
         let id = new_run_id();
         let mut args = selection.to_vec();
         args.extend(["--run-id", &id]);
-        let kubeconfig = bed().suite_kubeconfig(&args);
+        let kubeconfig = bed().gen_kubeconfig(&args);
         Run { id, kubeconfig }
     }
 
@@ -89,8 +89,8 @@ impl Run {
         args
     }
 
-    fn assert_nothing_left(&self) {
-        bed().assert_nothing_left(&self.id);
+    fn assert_run_left_nothing(&self) {
+        bed().assert_run_left_nothing(&self.id);
     }
 }
 
@@ -98,7 +98,7 @@ impl Run {
 fn e2e(fixture: &str, extra: &[&str]) -> Output {
     let run = Run::new(&["--check", TC]);
     let out = run.e2e(fixture, extra);
-    run.assert_nothing_left();
+    run.assert_run_left_nothing();
     out
 }
 
@@ -304,7 +304,7 @@ fn run_selects_cncf_conformance_and_the_networking_e2e_focus_like_any_testcase()
     for tc in [TC, "kaas-networking-check"] {
         assert!(out.file(&format!("{tc}/e2e.log")).contains("Ran "));
     }
-    run.assert_nothing_left();
+    run.assert_run_left_nothing();
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
         "--run-id",
         &run_id,
     ];
-    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     let mut args = vec![
         "run",
         "-k",
@@ -352,7 +352,7 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
         "{msg}"
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
     let leftovers = tb.stop();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -373,7 +373,7 @@ fn sigint_during_an_upstream_run_deletes_its_pod_namespace_and_rbac() {
     assert_eq!(*stdout, format!("{TC}: ABORT\n"));
     let junit = out.junit();
     assert!(junit.contains("the run was interrupted"), "{junit}");
-    run.assert_nothing_left();
+    run.assert_run_left_nothing();
 }
 
 #[test]
@@ -392,7 +392,7 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
         "--run-id",
         &run_id,
     ];
-    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     let mut args = vec![
         "run",
         "-k",
@@ -435,7 +435,7 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     );
     assert_eq!(out.junit_kind(&net("e2e")), "error ABORT");
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
     let leftovers = tb.stop();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -510,7 +510,7 @@ fn a_log_stream_cut_by_an_idle_timeout_is_resumed() {
             out.stderr
         );
     }
-    run.assert_nothing_left();
+    run.assert_run_left_nothing();
 }
 
 /// The sidecar cannot store the results (a site's ValidatingAdmissionPolicy refuses its
@@ -548,5 +548,5 @@ fn results_the_sidecar_cannot_store_abort_with_its_reason() {
         "{msg}"
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
-    run.assert_nothing_left();
+    run.assert_run_left_nothing();
 }

@@ -122,7 +122,7 @@ fn in_cluster_run_equals_local_run_and_cleans_up() {
     let mut gen_args: Vec<String> = selection(&local_id);
     gen_args.push("--offline".into());
     let gen_refs: Vec<&str> = gen_args.iter().map(String::as_str).collect();
-    let least = tb.suite_kubeconfig(&gen_refs);
+    let least = tb.gen_kubeconfig(&gen_refs);
     let local = run(&least, &local_id, &[]);
     let remote = run(&tb.kubeconfig_file(), &remote_id, &["--in-cluster"]);
     assert_eq!(remote.code, local.code, "stderr:\n{}", remote.stderr);
@@ -190,8 +190,8 @@ fn in_cluster_run_equals_local_run_and_cleans_up() {
     let runner_log = remote.file("logs/in-cluster-runner.log");
     assert!(!runner_log.contains("forbidden"), "{runner_log}");
     assert_not_resumed(&remote);
-    tb.assert_nothing_left(&local_id);
-    tb.assert_nothing_left(&remote_id);
+    tb.assert_run_left_nothing(&local_id);
+    tb.assert_run_left_nothing(&remote_id);
 }
 
 fn doc<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
@@ -348,7 +348,7 @@ fn created_objects_equal_gen_then_status_retrieve_and_delete_clean_a_kept_run() 
             deleted.stderr
         );
     }
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn unpullable_suite_image_aborts_with_the_pods_events() {
         "{:?}",
         started.elapsed()
     );
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// A site's admission policy refuses the runner's pod: the Job controller cannot create
@@ -439,7 +439,7 @@ fn a_runner_pod_refused_by_admission_aborts_at_once_naming_the_policy() {
             "{message}"
         );
     }
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// SIGINT while the run inside waits for the pods of its check (held Pending by a
@@ -490,7 +490,7 @@ fn sigint_during_an_in_cluster_run_deletes_what_it_and_the_run_inside_created() 
     assert_eq!(out.stdout, "node-anti-affinity-check: ABORT\n", "{stderr}");
     let junit = out.junit();
     assert!(junit.contains("the run was interrupted"), "{junit}");
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 #[test]
@@ -498,7 +498,7 @@ fn sonobuoy_mode_writes_the_done_file_naming_the_junit_file() {
     let tb = bed();
     let run_id = new_run_id();
     let selection = ["--check", "node-distribution-check", "--run-id", &run_id];
-    let kubeconfig = tb.suite_kubeconfig(&selection);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("sonobuoy/results");
     let mut args = vec!["run", "-k", kubeconfig.to_str().unwrap()];
@@ -629,7 +629,7 @@ fn a_cut_log_stream_is_resumed_and_every_line_shown_once() {
         runner_log.contains("cncf-k8s-conformance: PASS"),
         "{runner_log}"
     );
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// The kubelet retries a pull that a registry answered with 429 (ErrImagePull, then
@@ -746,7 +746,7 @@ fn in_cluster_results_over_one_mebibyte_come_back_complete() {
     );
     let deleted = against(tb, "delete", &["--run-id", &run_id]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// Results that cannot be stored (a site's admission policy refuses the results
@@ -854,7 +854,7 @@ fn results_that_cannot_be_stored_fail_loudly_and_retrieve_fetches_the_log() {
         .unwrap_or_else(|e| panic!("runner log not fetched: {e}\n{}", retrieved.stderr));
     assert!(log.contains("cannot store the results"), "{log}");
     assert_eq!(against(tb, "delete", &["--run-id", &run_id]).code, 0);
-    tb.assert_nothing_left(&run_id);
+    tb.assert_run_left_nothing(&run_id);
 }
 
 /// A large cluster's report (5000 nodes, each a row of node-distribution-check's evidence)

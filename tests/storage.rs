@@ -1,61 +1,139 @@
-//! default-storage-class-check against simulated clusters with emulated provisioners
-//! (CSI, local-path, broken, none), volumes that keep or lose data, and a busybox-like
-//! shell image.
+//! default-storage-class-check on the real control plane (testbed/, scenario `storage`):
+//! the upstream DefaultStorageClass admission plugin, PV controller, scheduler (volume
+//! binding) and kubelet volume handling, emulated external provisioners (network, zonal,
+//! failing, data-losing, local-path). Each scenario creates its StorageClasses through the
+//! API and deletes them afterwards; the default class is cluster-wide, so scenarios take
+//! turns ([`Classes`]). The suite runs as the ServiceAccount `gen` grants, and every run
+//! must leave nothing (no labelled object, no PV of its claims).
+//!
+//! The in-cluster run stays on the simulator (the suite image in the cluster).
 
 mod support;
 
-use serde_json::Value;
-use std::time::Duration;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use support::binary::*;
 use support::storage::{ProvisionerSpec, storage_class};
+use support::testbed::TestBed;
 use support::{ClusterSpec, SimCluster};
 
 const TC: &str = "default-storage-class-check";
 const CINDER: &str = "cinder.csi.openstack.org";
-
-fn sim(classes: Vec<Value>, provisioners: Vec<ProvisionerSpec>) -> SimCluster {
-    sim_with(classes, provisioners, |_| {})
-}
-
-fn sim_with(
-    classes: Vec<Value>,
-    provisioners: Vec<ProvisionerSpec>,
-    adjust: impl FnOnce(&mut ClusterSpec),
-) -> SimCluster {
-    let mut spec = ClusterSpec {
-        storage_classes: classes,
-        provisioners,
-        ..Default::default()
-    };
-    adjust(&mut spec);
-    let sim = SimCluster::start(spec);
-    sim.register_shell_image("docker.io/library/busybox");
-    sim
-}
-
-fn run(sim: &SimCluster, extra: &[&str]) -> Output {
-    let mut args = vec!["--check", TC];
-    args.extend_from_slice(extra);
-    let out = run_against(sim, &args);
-    out.assert_clean_exit();
-    out
-}
+const ZONAL: &str = "zonal.csi.testbed.scs.community";
+const BROKEN: &str = "broken.csi.testbed.scs.community";
+const FORGETFUL: &str = "forgetful.csi.testbed.scs.community";
+const LOCAL_PATH: &str = "rancher.io/local-path";
+const NODE_LOCAL: &str = "disk.csi.testbed.scs.community";
+const NO_FS_TYPE: &str = "nofstype.csi.testbed.scs.community";
+const OPEN: &str = "open.csi.testbed.scs.community";
 
 fn req(id: &str) -> String {
     format!("{TC}/{id}")
 }
 
-/// Nothing of the run is left: no labelled namespace, no claim, no pod, no volume.
-fn assert_clean(sim: &SimCluster) {
-    let namespaces = suite_objects(sim, "namespaces");
-    assert!(namespaces.is_empty(), "left behind: {namespaces:?}");
-    assert!(sim.objects("persistentvolumeclaims").is_empty());
-    assert!(sim.objects("pods").is_empty());
-    let pvs = sim.objects("persistentvolumes");
-    assert!(pvs.is_empty(), "PVs left behind: {pvs:?}");
+fn bed() -> &'static TestBed {
+    TestBed::shared("storage")
 }
 
-fn csi_default() -> Value {
+/// Held by the scenario that owns the test bed's StorageClasses.
+static CLASSES: Mutex<()> = Mutex::new(());
+
+/// The StorageClasses of one scenario: created on the shared test bed, held exclusively,
+/// deleted on drop (also when the scenario panicked).
+struct Classes {
+    names: Vec<String>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Classes {
+    /// Creates `classes` (in this order, `gap` apart: creation timestamps have one-second
+    /// resolution) and returns once the DefaultStorageClass admission plugin gives a claim
+    /// without `storageClassName` the class `admitted` (None: no class), as a dry-run claim
+    /// shows: admission reads classes from its informer, a moment after they exist.
+    fn create(classes: Vec<Value>, gap: Duration, admitted: Option<&str>) -> Classes {
+        let turn = CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+        let tb = bed();
+        let api: Api<StorageClass> = Api::all(tb.client());
+        let mut names = Vec::new();
+        for (i, class) in classes.into_iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(gap);
+            }
+            let class: StorageClass = serde_json::from_value(class).expect("StorageClass");
+            names.push(class.metadata.name.clone().unwrap_or_default());
+            tb.block_on(api.create(&PostParams::default(), &class))
+                .expect("create StorageClass");
+        }
+        let created = Classes { names, _turn: turn };
+        created.await_admission(admitted);
+        created
+    }
+
+    fn await_admission(&self, admitted: Option<&str>) {
+        let tb = bed();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(tb.client(), "default");
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "admission-probe"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        }))
+        .expect("claim");
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = tb
+                .block_on(claims.create(&dry, &claim))
+                .expect("dry-run claim");
+            let class = got.spec.and_then(|s| s.storage_class_name);
+            if class.as_deref() == admitted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "admission gives {class:?}, not {admitted:?}, after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Classes {
+    fn drop(&mut self) {
+        let tb = bed();
+        let api: Api<StorageClass> = Api::all(tb.client());
+        for name in &self.names {
+            let _ = tb.block_on(api.delete(name, &Default::default()));
+        }
+    }
+}
+
+/// The scenario's only StorageClass: `standard`, the default, of `provisioner`.
+fn only_default(provisioner: &str) -> Classes {
+    Classes::create(
+        vec![
+            storage_class("standard", provisioner)
+                .default_class()
+                .build(),
+        ],
+        Duration::ZERO,
+        Some("standard"),
+    )
+}
+
+/// A run of the check on the shared test bed with `extra` flags ([`TestBed::prepare_run`]).
+fn run(extra: &[&str]) -> Output {
+    bed().prepare_run(&[TC]).run(extra)
+}
+
+/// The default class of network storage, Immediate binding, expandable.
+fn cinder_default() -> Value {
     storage_class("standard", CINDER)
         .default_class()
         .expandable()
@@ -64,14 +142,19 @@ fn csi_default() -> Value {
 
 #[test]
 fn compliant_csi_immediate_passes_and_cleans_up() {
-    let sim = sim(
+    let _classes = Classes::create(
         vec![
-            csi_default(),
+            cinder_default(),
             storage_class("fast", "other.csi.example.com").build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
+        Duration::ZERO,
+        Some("standard"),
     );
-    let out = run(&sim, &[]);
+    let tb = bed();
+    let prepared = tb.prepare_run(&[TC]);
+    let pods = tb.witness::<Pod>(&prepared.run_id);
+    let claims = tb.witness::<PersistentVolumeClaim>(&prepared.run_id);
+    let out = prepared.run(&[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
     let one = out.junit_out(&req("exactly-one-default"));
@@ -124,33 +207,29 @@ fn compliant_csi_immediate_passes_and_cleans_up() {
                 || log.contains("was deleted by its provisioner (reclaim policy Delete)")),
         "{log}"
     );
-    assert_clean(&sim);
-    // The claim had no storageClassName; the pods were restricted, with fsGroup.
-    let posts: Vec<_> = sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "POST")
+    // One claim, two pods (admitted by Pod Security `restricted` in the run's namespace).
+    assert_eq!(claims.names().len(), 1, "{:?}", claims.names());
+    let pods: Vec<String> = pods
+        .names()
+        .iter()
+        .map(|n| n.split('/').nth(1).unwrap_or_default().to_string())
         .collect();
-    assert!(
-        posts
-            .iter()
-            .any(|r| r.path.ends_with("/persistentvolumeclaims"))
-    );
-    assert!(posts.iter().filter(|r| r.path.ends_with("/pods")).count() == 2);
+    assert_eq!(pods, ["reader", "writer"]);
 }
 
 #[test]
 fn compliant_csi_wait_for_first_consumer_passes() {
-    let sim = sim(
+    let _classes = Classes::create(
         vec![
-            storage_class("csi-wffc", CINDER)
+            storage_class("csi-wffc", ZONAL)
                 .beta_default_class()
                 .wait_for_first_consumer()
                 .build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER).zonal()],
+        Duration::ZERO,
+        Some("csi-wffc"),
     );
-    let out = run(&sim, &[]);
+    let out = run(&[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
     assert!(
@@ -167,25 +246,32 @@ fn compliant_csi_wait_for_first_consumer_passes() {
         out.junit_out(&req("not-local"))
             .contains("is neither local nor hostPath storage")
     );
+    // The zonal volume keeps the reader in the writer's zone, on the same node here (one
+    // worker per zone): still persistence across pods.
+    let data = out.junit_out(&req("data-persistence"));
+    assert!(
+        data.contains("the token pod writer wrote on node worker-"),
+        "{data}"
+    );
     // Expansion not allowed is information, not a failure.
     let expansion = out.junit_out(&req("volume-expansion"));
     assert!(
         expansion.contains("does not allow volume expansion"),
         "{expansion}"
     );
-    assert_clean(&sim);
 }
 
 #[test]
 fn no_default_class_fails() {
-    let sim = sim(
+    let _classes = Classes::create(
         vec![
             storage_class("a", CINDER).build(),
-            storage_class("b", "rancher.io/local-path").build(),
+            storage_class("b", LOCAL_PATH).build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
+        Duration::ZERO,
+        None,
     );
-    let out = run(&sim, &[]);
+    let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("FAIL"));
     assert_eq!(
@@ -208,21 +294,21 @@ fn no_default_class_fails() {
         assert_eq!(out.junit_kind(&req(id)), "skipped NOT-ATTEMPTED");
         assert_eq!(out.report_requirement(&req(id)).0, "not-attempted");
     }
-    assert_clean(&sim);
 }
 
 #[test]
 fn annotation_value_the_api_server_ignores_is_named() {
     // "True" is not "true": the DefaultStorageClass admission plugin ignores the class.
-    let sim = sim(
+    let _classes = Classes::create(
         vec![
             storage_class("standard", CINDER)
                 .annotation("storageclass.kubernetes.io/is-default-class", "True")
                 .build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
+        Duration::ZERO,
+        None,
     );
-    let out = run(&sim, &[]);
+    let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let ignored = "StorageClass standard is annotated \
                    storageclass.kubernetes.io/is-default-class: \"True\", which the API server \
@@ -240,79 +326,91 @@ fn annotation_value_the_api_server_ignores_is_named() {
         "{}",
         out.junit()
     );
-    assert_clean(&sim);
+}
+
+/// The creation timestamp of StorageClass `name`, as the API server stored it.
+fn created(name: &str) -> String {
+    let api: Api<StorageClass> = Api::all(bed().client());
+    let class = bed().block_on(api.get(name)).expect("StorageClass");
+    class
+        .metadata
+        .creation_timestamp
+        .expect("creationTimestamp")
+        .0
+        .to_string()
 }
 
 #[test]
 fn two_defaults_fail_and_are_both_named() {
-    // Seeded in the same second: the API server breaks the tie by name.
-    let sim = sim(
+    // legacy is created last or in the same second (then the tie goes by name): a claim
+    // gets legacy either way.
+    let _classes = Classes::create(
         vec![
-            csi_default(),
-            storage_class("legacy", "cinder.csi.openstack.org")
-                .beta_default_class()
-                .build(),
+            cinder_default(),
+            storage_class("legacy", CINDER).beta_default_class().build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
+        Duration::ZERO,
+        Some("legacy"),
     );
-    let out = run(&sim, &[]);
+    let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let message = out.junit_message(&req("exactly-one-default"));
-    assert!(
-        message.starts_with(
+    assert_eq!(
+        out.junit_message(&req("exactly-one-default")),
+        format!(
             "2 StorageClasses are annotated as default: legacy (cinder.csi.openstack.org), \
              standard (cinder.csi.openstack.org); exactly one must be; a claim without \
-             storageClassName gets legacy (the API server picks the newest default: created "
-        ) && message.ends_with(", ties by name)"),
-        "{message}"
+             storageClassName gets legacy (the API server picks the newest default: created \
+             {}, ties by name)",
+            created("legacy")
+        )
     );
     assert_eq!(
         out.junit_message(&req("rwo-binding")),
         "not attempted: 2 StorageClasses are annotated as default"
     );
-    assert_clean(&sim);
 }
 
 #[test]
 fn of_several_defaults_the_newest_is_named() {
-    let sim = sim(
+    // "new" is created a second after "old", sorts before it by name, and still wins.
+    let _classes = Classes::create(
         vec![
-            storage_class("old", CINDER)
-                .default_class()
-                .created("2025-01-10T08:00:00Z")
-                .build(),
-            storage_class("new", CINDER)
-                .default_class()
-                .created("2026-02-01T09:30:00Z")
-                .build(),
+            storage_class("old", CINDER).default_class().build(),
+            storage_class("new", CINDER).default_class().build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
+        Duration::from_millis(1100),
+        Some("new"),
     );
-    let out = run(&sim, &[]);
+    let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(
         out.junit_message(&req("exactly-one-default")),
-        "2 StorageClasses are annotated as default: new (cinder.csi.openstack.org), old \
-         (cinder.csi.openstack.org); exactly one must be; a claim without storageClassName \
-         gets new (the API server picks the newest default: created 2026-02-01T09:30:00Z, ties \
-         by name)"
+        format!(
+            "2 StorageClasses are annotated as default: new (cinder.csi.openstack.org), old \
+             (cinder.csi.openstack.org); exactly one must be; a claim without storageClassName \
+             gets new (the API server picks the newest default: created {}, ties by name)",
+            created("new")
+        )
     );
-    assert_clean(&sim);
 }
 
 #[test]
 fn no_provisioner_default_fails_in_seconds_without_a_claim() {
-    let sim = sim(
+    let _classes = Classes::create(
         vec![
             storage_class("manual", "kubernetes.io/no-provisioner")
                 .default_class()
                 .build(),
         ],
-        vec![],
+        Duration::ZERO,
+        Some("manual"),
     );
+    let tb = bed();
+    let prepared = tb.prepare_run(&[TC]);
+    let claims = tb.witness::<PersistentVolumeClaim>(&prepared.run_id);
     // The defaults: --pvc-bind-timeout 5m.
-    let started = std::time::Instant::now();
-    let out = run(&sim, &[]);
+    let started = Instant::now();
+    let out = prepared.run(&[]);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -333,31 +431,29 @@ fn no_provisioner_default_fails_in_seconds_without_a_claim() {
     assert_eq!(out.junit_kind(&req("exactly-one-default")), "passed");
     assert_eq!(out.report_requirement(&req("real-provisioner")).0, "fail");
     // Nothing was created: no claim waits for a provisioner that does not exist.
-    assert!(
-        !sim.requests()
-            .iter()
-            .any(|r| r.method == "POST" && r.path.ends_with("/persistentvolumeclaims")),
-        "a claim was created"
-    );
-    assert_clean(&sim);
+    assert!(claims.names().is_empty(), "{:?}", claims.names());
 }
 
-fn local_path_cluster() -> SimCluster {
-    sim(
+fn local_path_classes() -> Classes {
+    Classes::create(
         vec![
-            storage_class("local-path", "rancher.io/local-path")
+            storage_class("local-path", LOCAL_PATH)
                 .default_class()
                 .wait_for_first_consumer()
                 .build(),
         ],
-        vec![ProvisionerSpec::local_path()],
+        Duration::ZERO,
+        Some("local-path"),
     )
 }
 
 #[test]
 fn local_path_fails_under_v1() {
-    let sim = local_path_cluster();
-    let out = run(&sim, &["--scope-version", "v1"]);
+    let _classes = local_path_classes();
+    let tb = bed();
+    let prepared = tb.prepare_run(&[TC]);
+    let claims = tb.witness::<PersistentVolumeClaim>(&prepared.run_id);
+    let out = prepared.run(&["--scope-version", "v1"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("FAIL"));
     assert_eq!(
@@ -373,8 +469,7 @@ fn local_path_fails_under_v1() {
             "not attempted: not-local already failed"
         );
     }
-    assert!(sim.objects("persistentvolumes").is_empty());
-    assert_clean(&sim);
+    assert!(claims.names().is_empty(), "{:?}", claims.names());
 }
 
 #[test]
@@ -382,9 +477,9 @@ fn local_path_is_a_warning_under_v2() {
     // The draft scs-0211-v2 comes from a catalogue in SCS's format whose module is named so.
     let catalogue = fixture("catalogues/scs-0211-v2-draft.yaml");
     let catalogue = catalogue.to_str().unwrap();
-    let sim = local_path_cluster();
+    let _classes = local_path_classes();
     let draft = ["--catalogue", catalogue, "--scope-version", "next"];
-    let out = run(&sim, &draft);
+    let out = run(&draft);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
     let text = out.junit_out(&req("not-local"));
@@ -397,10 +492,7 @@ fn local_path_is_a_warning_under_v2() {
         ),
         "{text}"
     );
-    assert!(
-        text.contains("has a hostPath source (/opt/local-path-provisioner/pvc-"),
-        "{text}"
-    );
+    assert!(text.contains("has a hostPath source ("), "{text}");
     assert!(
         text.contains("has a node affinity pinning it to node worker-"),
         "{text}"
@@ -422,26 +514,55 @@ fn local_path_is_a_warning_under_v2() {
             && data.contains("the scheduler kept it there although other nodes were schedulable"),
         "{data}"
     );
-    assert_clean(&sim);
     // --strict turns the warning into a failure.
-    let out = run(&sim, &[&draft[..], &["--strict"]].concat());
+    let out = run(&[&draft[..], &["--strict"]].concat());
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert_clean(&sim);
+}
+
+/// A CSI driver whose name does not tell, but whose PVs are pinned to one node: only a
+/// provisioned volume shows it. The real PV binder binds the claim once the real scheduler
+/// picked the writer's node (WaitForFirstConsumer); after the FAIL the rest is not
+/// attempted.
+#[test]
+fn node_local_default_storage_fails_not_local_with_the_real_binder_and_scheduler() {
+    let _classes = Classes::create(
+        vec![
+            storage_class("local-disk", NODE_LOCAL)
+                .default_class()
+                .wait_for_first_consumer()
+                .build(),
+        ],
+        Duration::ZERO,
+        Some("local-disk"),
+    );
+    let out = run(&[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("FAIL"));
+    let not_local = out.junit_message(&req("not-local"));
+    assert!(
+        not_local
+            .starts_with("default StorageClass local-disk provides node-local storage: PV pvc-")
+            && not_local.contains("has a node affinity pinning it to node worker-"),
+        "{not_local}"
+    );
+    let binding = out.junit_out(&req("rwo-binding"));
+    assert!(
+        binding.contains("binding mode WaitForFirstConsumer"),
+        "{binding}"
+    );
+    assert_eq!(
+        out.junit_message(&req("data-persistence")),
+        "not attempted: not-local already failed"
+    );
 }
 
 #[test]
 fn claim_that_never_binds_fails_with_provisioner_events() {
-    let sim = sim(
-        vec![csi_default()],
-        vec![ProvisionerSpec::broken(
-            CINDER,
-            "rpc error: code = Internal desc = CreateVolume failed with error Expected HTTP response code [202] when accessing [POST https://cinder.example.com/v3/volumes], but got 413 instead: VolumeLimitExceeded",
-        )],
-    );
-    let out = run(&sim, &["--pvc-bind-timeout", "2s"]);
+    let _classes = only_default(BROKEN);
+    let out = run(&["--pvc-bind-timeout", "5s"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let message = out.junit_message(&req("rwo-binding"));
-    assert!(message.contains("was not bound within 2s"), "{message}");
+    assert!(message.contains("was not bound within 5s"), "{message}");
     assert!(
         message.contains(
             "Warning ProvisioningFailed: failed to provision volume with StorageClass \"standard\": rpc error"
@@ -452,23 +573,21 @@ fn claim_that_never_binds_fails_with_provisioner_events() {
     // neither it nor the persistence test is attempted.
     assert_eq!(
         out.junit_message(&req("not-local")),
-        "not attempted: provisioner cinder.csi.openstack.org is not a known local \
-         provisioner, and no volume was provisioned to inspect (rwo-binding failed)"
+        format!(
+            "not attempted: provisioner {BROKEN} is not a known local provisioner, and no \
+             volume was provisioned to inspect (rwo-binding failed)"
+        )
     );
     assert_eq!(
         out.junit_message(&req("data-persistence")),
         "not attempted: rwo-binding already failed"
     );
-    assert_clean(&sim);
 }
 
 #[test]
 fn data_lost_between_pods_fails() {
-    let sim = sim(
-        vec![csi_default()],
-        vec![ProvisionerSpec::csi(CINDER).losing_data()],
-    );
-    let out = run(&sim, &[]);
+    let _classes = only_default(FORGETFUL);
+    let out = run(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let message = out.junit_message(&req("data-persistence"));
     assert!(
@@ -480,59 +599,98 @@ fn data_lost_between_pods_fails() {
         "{message}"
     );
     // Binding itself worked.
-    assert!(
-        out.junit_message(&req("rwo-binding")).is_empty(),
-        "rwo-binding passed"
-    );
-    assert_clean(&sim);
+    assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
 }
 
 #[test]
 fn unpullable_image_aborts() {
-    let image = "registry.invalid/busybox:none";
-    let sim = sim_with(
-        vec![csi_default()],
-        vec![ProvisionerSpec::csi(CINDER)],
-        |spec| spec.unpullable_images = vec![image.into()],
-    );
-    let out = run(&sim, &["--storage-image", image]);
+    let _classes = Classes::create(vec![cinder_default()], Duration::ZERO, Some("standard"));
+    // An image no registry of the test bed has (a repository it does not know).
+    let image = "registry.invalid/missing/shell:none";
+    let out = run(&["--storage-image", image, "--pod-start-timeout", "60s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
     let message = out.junit_message(&req("data-persistence"));
-    assert!(
-        message.starts_with(&format!(
-            "the image of pod writer cannot be pulled (ErrImagePull: rpc error: code = NotFound \
-             desc = failed to pull and unpack image \"{image}\""
-        )),
-        "{message}"
-    );
-    assert!(
-        message.ends_with(&format!(
-            "image {image} cannot be pulled, this is an environment problem: set \
+    // The kubelet's ErrImagePull as containerd words it, and what to do about it.
+    assert_eq!(
+        message,
+        format!(
+            "the image of pod writer cannot be pulled (ErrImagePull: failed to pull and unpack \
+             image \"{image}\": failed to resolve reference \"{image}\": \
+             registry.invalid/missing/shell: not found (the test bed knows no such image)); \
+             image {image} cannot be pulled, this is an environment problem: set \
              --storage-image to a reachable mirror"
-        )),
-        "{message}"
+        )
     );
     let text = out.junit_out(&req("data-persistence"));
     assert!(
         text.contains("Warning Failed: Failed to pull image"),
         "{text}"
     );
-    assert_clean(&sim);
 }
 
+/// Under the default fsGroupPolicy (the driver has no CSIDriver object) the kubelet
+/// applies fsGroup only to PVs with an fsType; these have none, so the volume root stays
+/// `root:root 0755` and the restricted writer cannot write: ABORT naming the default
+/// policy and the PV without fsType, never a FAIL against the storage.
 #[test]
-fn retain_policy_volume_is_deleted_and_logged() {
-    let sim = sim(
+fn volume_without_fs_type_under_the_default_policy_aborts_naming_it() {
+    let _classes = only_default(NO_FS_TYPE);
+    let out = run(&[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
+    assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
+    assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
+    let message = out.junit_message(&req("data-persistence"));
+    assert!(
+        message.starts_with("pod writer on node worker-")
+            && message.contains(
+                "(user 65534, fsGroup 65534) cannot write to the volume: its root directory \
+                 has uid 0, gid 0, mode drwxr-xr-x and the kubelet did not give it to the \
+                 pod's fsGroup (driver nofstype.csi.testbed.scs.community has no CSIDriver \
+                 object, so the default fsGroupPolicy ReadWriteOnceWithFSType applies: the \
+                 kubelet does so only for PVs with an fsType, and PV pvc-"
+            )
+            && message.contains(
+                " has none); a pod under the restricted Pod Security profile runs as a \
+                 non-root user without capabilities and cannot write there"
+            ),
+        "{message}"
+    );
+}
+
+/// fsGroupPolicy None, but the driver makes volume roots writable for every user: the
+/// writer needs no fsGroup, and the data outlives its pod: PASS.
+#[test]
+fn world_writable_volumes_pass_without_fs_group() {
+    let _classes = only_default(OPEN);
+    let out = run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.verdict(TC).as_deref(), Some("PASS"));
+    let data = out.junit_out(&req("data-persistence"));
+    assert!(
+        data.contains("was read back after its deletion by pod reader on another node, worker-"),
+        "{data}"
+    );
+}
+
+fn retain_classes() -> Classes {
+    Classes::create(
         vec![
             storage_class("standard", CINDER)
                 .default_class()
                 .retain()
                 .build(),
         ],
-        vec![ProvisionerSpec::csi(CINDER)],
-    );
-    let out = run(&sim, &[]);
+        Duration::ZERO,
+        Some("standard"),
+    )
+}
+
+#[test]
+fn retain_policy_volume_is_deleted_and_logged() {
+    let _classes = retain_classes();
+    let out = run(&[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = out.file(&format!("logs/{TC}.log"));
     assert!(
@@ -540,24 +698,16 @@ fn retain_policy_volume_is_deleted_and_logged() {
             && log.contains("(reclaim policy Retain: Kubernetes does not delete the cinder.csi.openstack.org volume"),
         "{log}"
     );
-    assert_clean(&sim);
 }
 
 #[test]
 fn timeout_with_retained_volume_cleans_up() {
-    // Pods never start: the check waits for the writer until --timeout stops it, after the
-    // claim was bound to a Retain volume.
-    let sim = sim_with(
-        vec![
-            storage_class("standard", CINDER)
-                .default_class()
-                .retain()
-                .build(),
-        ],
-        vec![ProvisionerSpec::csi(CINDER)],
-        |spec| spec.pod_start_delay = Duration::from_secs(600),
-    );
-    let out = run(&sim, &["--timeout", "3s"]);
+    // The writer's image comes from a registry that takes ten minutes per pull: the check
+    // waits for the writer until --timeout stops it, after the claim was bound to a Retain
+    // volume.
+    let _classes = retain_classes();
+    let slow = "slow.registry.example/docker.io/library/busybox:1.37.0";
+    let out = run(&["--storage-image", slow, "--timeout", "8s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.stdout, format!("{TC}: ABORT\n"));
     // What was decided before the deadline stays; only the persistence test is undecided.
@@ -578,65 +728,91 @@ fn timeout_with_retained_volume_cleans_up() {
     assert_eq!(status, "abort");
     assert_eq!(
         message,
-        "not decided: the check did not finish within 3s (--timeout); last step: waiting \
+        "not decided: the check did not finish within 8s (--timeout); last step: waiting \
          for pod writer to write the token"
     );
     assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
     let log = out.file(&format!("logs/{TC}.log"));
     assert!(log.contains("deleted PersistentVolume pvc-"), "{log}");
-    assert_clean(&sim);
 }
 
 #[test]
 fn kept_volume_is_found_and_deleted_by_delete() {
-    let sim = sim(
-        vec![
-            storage_class("standard", CINDER)
-                .default_class()
-                .retain()
-                .build(),
-        ],
-        vec![ProvisionerSpec::csi(CINDER)],
-    );
-    let out = run(&sim, &["--keep"]);
+    let _classes = retain_classes();
+    let tb = bed();
+    let prepared = tb.prepare_run(&[TC]);
+    let kubeconfig = prepared.kubeconfig.to_str().unwrap();
+    let out = scs(&[
+        "run",
+        "-k",
+        kubeconfig,
+        "--offline",
+        "--run-id",
+        &prepared.run_id,
+        "--check",
+        TC,
+        "--keep",
+    ]);
+    out.assert_clean_exit();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("kept PersistentVolume pvc-"),
         "{}",
         out.stderr
     );
-    assert_eq!(sim.objects("persistentvolumes").len(), 1);
-    let kubeconfig = sim.kubeconfig_path();
-    let out = scs(&["delete", "-k", kubeconfig.to_str().unwrap()]);
+    let pvs: Api<PersistentVolume> = Api::all(tb.client());
+    let kept: Vec<String> = tb
+        .block_on(pvs.list(&ListParams::default()))
+        .expect("PVs")
+        .items
+        .into_iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref()?.namespace.clone())
+                .is_some_and(|ns| ns.starts_with(&format!("skc-{}-", prepared.run_id)))
+        })
+        .filter_map(|pv| pv.metadata.name)
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // `delete` as the operator (admin): besides the run's objects it looks for in-cluster
+    // runs' ClusterRoles and ClusterRoleBindings, rights no check needs.
+    let out = scs(&["delete", "-k", tb.kubeconfig_str()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("deleted PersistentVolume pvc-"),
+        out.stderr
+            .contains(&format!("deleted PersistentVolume {}", kept[0])),
         "{}",
         out.stderr
     );
-    assert_clean(&sim);
+    tb.assert_run_left_nothing(&prepared.run_id);
 }
 
+/// A cluster policy refuses the pods in the run's namespaces (a ValidatingAdmissionPolicy:
+/// upstream admission): the claim was bound before, the persistence test is ABORT with
+/// the refusal.
 #[test]
 fn pods_refused_by_admission_abort_with_the_refusal() {
-    let quota = "exceeded quota: pods, requested: pods=1, used: pods=0, limited: pods=0";
-    let sim = sim_with(
-        vec![csi_default()],
-        vec![ProvisionerSpec::csi(CINDER)],
-        |spec| spec.pod_admission = Some(quota.into()),
-    );
-    let out = run(&sim, &[]);
+    let _classes = Classes::create(vec![cinder_default()], Duration::ZERO, Some("standard"));
+    let tb = bed();
+    let policy = "pods need the label cost-center (ACME cluster policy)";
+    let prepared = tb.prepare_run(&[TC]);
+    let _refused = tb.refuse_pods(&prepared.run_id, policy);
+    let out = prepared.run(&[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.verdict(TC).as_deref(), Some("ABORT"));
     let message = out.junit_message(&req("data-persistence"));
+    let run_id = &prepared.run_id;
     assert!(
-        message.contains(&format!("pods \"writer\" is forbidden: {quota}")),
+        message.contains(&format!(
+            "pods \"writer\" is forbidden: ValidatingAdmissionPolicy 'refuse-pods-{run_id}' \
+             with binding 'refuse-pods-{run_id}' denied request: {policy}"
+        )),
         "{message}"
     );
     assert_eq!(out.junit_kind(&req("data-persistence")), "error ABORT");
     // The claim was bound before: that part is decided.
     assert_eq!(out.junit_kind(&req("rwo-binding")), "passed");
-    assert_clean(&sim);
 }
 
 /// Run inside the cluster with the ClusterRole `gen` prints (the simulator enforces RBAC
@@ -644,14 +820,21 @@ fn pods_refused_by_admission_abort_with_the_refusal() {
 #[test]
 fn in_cluster_the_rbac_table_grants_every_call() {
     // Namespaces take a moment to go: the cleanup watches them, and the volume.
-    let sim = sim_with(
-        vec![csi_default()],
-        vec![ProvisionerSpec::csi(CINDER)],
-        |spec| spec.namespace_termination = Duration::from_millis(500),
-    );
+    let sim = SimCluster::start(ClusterSpec {
+        storage_classes: vec![cinder_default()],
+        provisioners: vec![ProvisionerSpec::csi(CINDER)],
+        namespace_termination: Duration::from_millis(500),
+        ..Default::default()
+    });
+    sim.register_shell_image("docker.io/library/busybox");
     support::incluster::register_suite_image(&sim, "ghcr.io/sovereigncloudstack/scs-kaas-check");
-    let out = run(&sim, &["--in-cluster"]);
+    let out = run_against(&sim, &["--check", TC, "--in-cluster"]);
+    out.assert_clean_exit();
     assert_eq!(out.verdict(TC).as_deref(), Some("PASS"), "{}", out.stderr);
     assert!(support::incluster::assert_runner_granted(&sim) > 10);
-    assert_clean(&sim);
+    let namespaces = suite_objects(&sim, "namespaces");
+    assert!(namespaces.is_empty(), "left behind: {namespaces:?}");
+    for kind in ["persistentvolumeclaims", "pods", "persistentvolumes"] {
+        assert!(sim.objects(kind).is_empty(), "{kind} left behind");
+    }
 }

@@ -125,6 +125,8 @@ pub fn own_rules(check: &str) -> Vec<PolicyRule> {
                 &["persistentvolumes"],
                 &["get", "list", "watch", "delete"],
             ),
+            // The fsGroupPolicy of the PV's driver, when the writer cannot write.
+            rule(&["storage.k8s.io"], &["csidrivers"], &["get"]),
         ],
         "network-policy" => vec![
             rule(&[""], &["pods"], &["create", "list", "watch"]),

@@ -27,7 +27,8 @@
 //!   binds the pod only after the claim is bound; a bound PV's node affinity restricts the
 //!   nodes ("node(s) had volume node affinity conflict").
 //! - Shell image ([`super::SimCluster::register_shell_image`]): `set -e`, `echo WORDS > FILE`,
-//!   `sync`, `cat FILE`, separated by `;` or `&&`, on a read-only root filesystem. Files on
+//!   `sync`, `cat FILE`, `ls -ldn MOUNT`, `exit N`, `if ! COMMAND; then ...; fi`, separated
+//!   by `;` or `&&`, on a read-only root filesystem. Files on
 //!   a PV persist across pods (a per-PV file map), unless its provisioner has `lose_data`
 //!   (each pod then sees an empty volume, like node-local scratch space). CSI volumes are
 //!   writable by a non-root user only with `fsGroup` (the kubelet changes the group on
@@ -582,6 +583,8 @@ struct Mount {
     /// Key of the volume's data in [`Files`].
     key: String,
     writable: bool,
+    /// The volume root as `ls -ldn` prints it (mode, links, uid, gid).
+    root: String,
 }
 
 fn mounts(ctx: &PodContext, specs: &[ProvisionerSpec]) -> Vec<Mount> {
@@ -597,7 +600,7 @@ fn mounts(ctx: &PodContext, specs: &[ProvisionerSpec]) -> Vec<Mount> {
         .get("spec")
         .and_then(|s| s.get("securityContext"))
         .and_then(|s| s.get("fsGroup"))
-        .is_some_and(|v| !v.is_null());
+        .and_then(Value::as_i64);
     let volumes = pod
         .get("spec")
         .and_then(|s| s.get("volumes"))
@@ -648,10 +651,18 @@ fn mounts(ctx: &PodContext, specs: &[ProvisionerSpec]) -> Vec<Mount> {
             pv_name.clone()
         };
         let host_path = pv.get("spec").and_then(|s| s.get("hostPath")).is_some();
+        // local-path directories are 0777; the kubelet gives CSI volumes to the fsGroup
+        // (setgid, group-writable); otherwise the driver's root-owned 0755 stays.
+        let root = match (host_path, fs_group) {
+            (true, _) => "drwxrwxrwx    2 0        0".to_string(),
+            (false, Some(gid)) => format!("drwxrwsr-x    2 0        {gid}"),
+            (false, None) => "drwxr-xr-x    2 0        0".to_string(),
+        };
         out.push(Mount {
             path: str_at(&m, "mountPath").trim_end_matches('/').to_string(),
             key,
-            writable: run_as == 0 || fs_group || host_path,
+            writable: run_as == 0 || fs_group.is_some() || host_path,
+            root,
         });
     }
     out
@@ -679,17 +690,46 @@ fn run_script(script: &str, mounts: &[Mount], files: &Files) -> ProgramResult {
         out
     };
     let mut status = 0;
+    // `if ! COMMAND; then ...; fi`: whether the statements up to `fi` are skipped.
+    let mut skipping = false;
     for (stmt, and_then) in statements {
-        if stmt.is_empty() {
+        let (stmt, condition) = match stmt.strip_prefix("if ! ") {
+            Some(c) => (c, true),
+            None => (stmt.strip_prefix("then ").unwrap_or(&stmt), false),
+        };
+        if stmt == "fi" {
+            skipping = false;
+            continue;
+        }
+        if stmt.is_empty() || skipping {
             continue;
         }
         let words: Vec<&str> = stmt.split_whitespace().collect();
+        if let ["exit", code] = words.as_slice() {
+            return ProgramResult {
+                exit_code: code.parse().unwrap_or(2),
+                log,
+            };
+        }
         status = match words.as_slice() {
             ["set", "-e"] => {
                 errexit = true;
                 0
             }
             ["sync"] => 0,
+            ["ls", "-ldn", path] => match mounts.iter().find(|m| m.path == *path) {
+                Some(m) => {
+                    log.push_str(&format!(
+                        "{}             4096 Nov 29 16:06 {path}\n",
+                        m.root
+                    ));
+                    0
+                }
+                None => {
+                    log.push_str(&format!("ls: {path}: No such file or directory\n"));
+                    1
+                }
+            },
             ["echo", rest @ .., ">", path] => match locate(path) {
                 Some((i, rel)) if mounts[i].writable => {
                     files
@@ -730,6 +770,12 @@ fn run_script(script: &str, mounts: &[Mount], files: &Files) -> ProgramResult {
             }
             [] => 0,
         };
+        if condition {
+            // A failed condition runs the body; errexit does not apply to it.
+            skipping = status == 0;
+            status = 0;
+            continue;
+        }
         if status != 0 && (errexit || and_then) {
             break;
         }

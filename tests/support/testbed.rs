@@ -27,7 +27,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 /// Env var naming the test bed binary.
@@ -58,7 +58,7 @@ pub fn scenario_path(name: &str) -> PathBuf {
 
 /// A running test bed. Dropping it stops it (SIGTERM, then SIGKILL and `testbed cleanup`).
 pub struct TestBed {
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     client_netns: String,
@@ -94,14 +94,6 @@ fn unique_prefix() -> String {
     let mut b = [0u8; 3];
     getrandom::fill(&mut b).expect("random");
     format!("tb{:02x}{:02x}{:02x}", b[0], b[1], b[2])
-}
-
-/// A fresh run id (8 hex digits, as the suite makes them) for a test's own run on a shared
-/// test bed: its objects carry it, and assertions look at that run only.
-pub fn new_run_id() -> String {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).expect("random");
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl TestBed {
@@ -207,7 +199,7 @@ impl TestBed {
             version: field("version"),
             ready_seconds: field("seconds").parse().unwrap_or(0.0),
             prefix,
-            child: Some(child),
+            child: std::sync::Mutex::new(Some(child)),
             dir,
             runtime,
             client: std::sync::OnceLock::new(),
@@ -404,53 +396,39 @@ impl TestBed {
     }
 
     /// Stops the test bed and reports what it left behind.
-    pub fn stop(mut self) -> Leftovers {
+    pub fn stop(self) -> Leftovers {
         self.shutdown();
         leftovers(&self.prefix, &self.work_dir())
     }
 
-    fn shutdown(&mut self) {
-        let Some(child) = self.child.take() else {
+    fn shutdown(&self) {
+        let taken = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut child) = taken else {
             return;
         };
-        stop_process(child.id(), &self.prefix, &self.work_dir());
-    }
-}
-
-/// SIGTERM to the test bed process `pid`, waiting (at most 90 s, then SIGKILL) until it
-/// has exited and been reaped, then `testbed cleanup` for whatever a killed test bed could
-/// not remove.
-fn stop_process(pid: u32, prefix: &str, work_dir: &Path) {
-    let pid = pid as libc::pid_t;
-    let reaped = || {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        r == pid || r == -1
-    };
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !reaped() {
-        if Instant::now() >= deadline {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            while !reaped() {
-                std::thread::sleep(Duration::from_millis(50));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
             }
-            break;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !leftovers(prefix, work_dir).is_empty() {
-        let _ = Command::new(binary())
-            .args(["cleanup", "--prefix", prefix, "--dir"])
-            .arg(work_dir)
-            .status();
+        // Whatever a killed test bed could not remove.
+        if !leftovers(&self.prefix, &self.work_dir()).is_empty() {
+            let _ = Command::new(binary())
+                .args(["cleanup", "--prefix", &self.prefix, "--dir"])
+                .arg(self.work_dir())
+                .status();
+        }
     }
 }
 
@@ -505,6 +483,380 @@ pub fn leftovers(prefix: &str, dir: &Path) -> Leftovers {
     out
 }
 
+/// The test beds shared by the tests of this test binary, by scenario.
+static SHARED: std::sync::Mutex<std::collections::BTreeMap<String, &'static OnceLock<TestBed>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A random run id (`--run-id`): 8 lowercase hex digits.
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl TestBed {
+    /// The test bed of scenario `name` shared by every test of this test binary that asks
+    /// for it: started on first use, stopped when the binary exits (what it left behind is
+    /// printed on stderr). Share one only between scenarios that do not change its
+    /// cluster-scoped state (nodes, StorageClasses), or that take turns doing so.
+    pub fn shared(name: &str) -> &'static TestBed {
+        let cell = {
+            let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if map.is_empty() {
+                // SAFETY: registers a plain `extern "C"` function without arguments.
+                unsafe { libc::atexit(stop_shared) };
+            }
+            *map.entry(name.to_string())
+                .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+        };
+        cell.get_or_init(|| TestBed::start(name))
+    }
+
+    /// [`TestBed::shared`] with a fixtures directory of its own (see
+    /// [`TestBed::start_with_fixtures`]); `extra` runs for the first test only.
+    pub fn shared_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> &'static TestBed {
+        let cell = {
+            let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if map.is_empty() {
+                // SAFETY: registers a plain `extern "C"` function without arguments.
+                unsafe { libc::atexit(stop_shared) };
+            }
+            *map.entry(name.to_string())
+                .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+        };
+        cell.get_or_init(|| TestBed::start_with_fixtures(name, extra))
+    }
+
+    /// The rules of the ClusterRole that `scs-kaas-check gen <selection>` prints: the
+    /// README's RBAC table for those testcases and flags.
+    pub fn gen_rules(&self, selection: &[&str]) -> Vec<PolicyRule> {
+        let mut args = vec!["gen"];
+        args.extend_from_slice(selection);
+        let out = super::binary::scs(&args);
+        assert_eq!(out.code, 0, "gen {selection:?}: {}", out.stderr);
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&out.stdout).expect("gen prints YAML documents");
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .unwrap_or_else(|| panic!("gen printed no ClusterRole:\n{}", out.stdout));
+        serde_json::from_value(role["rules"].clone()).expect("ClusterRole rules")
+    }
+
+    /// A kubeconfig for a new ServiceAccount bound to exactly the ClusterRole that
+    /// `scs-kaas-check gen <selection>` prints ([`TestBed::gen_rules`]): a run with it
+    /// fails on any right the README's table lacks.
+    pub fn gen_kubeconfig(&self, selection: &[&str]) -> PathBuf {
+        let name = format!("gen-{}", new_run_id());
+        self.create_cluster_role(&name, self.gen_rules(selection));
+        self.service_account_kubeconfig(&name)
+    }
+
+    /// A run of `checks` prepared before it starts: as a new ServiceAccount bound to
+    /// exactly the ClusterRole `gen` prints for them ([`TestBed::gen_kubeconfig`]), with a
+    /// run id known in advance (for a [`TestBed::witness`] or [`TestBed::refuse_pods`]).
+    pub fn prepare_run(&self, checks: &[&'static str]) -> PreparedRun<'_> {
+        let selection: Vec<&str> = checks.iter().flat_map(|c| ["--check", *c]).collect();
+        self.prepare_run_as(self.gen_kubeconfig(&selection), checks)
+    }
+
+    /// [`TestBed::prepare_run`] with another identity's kubeconfig.
+    pub fn prepare_run_as(&self, kubeconfig: PathBuf, checks: &[&'static str]) -> PreparedRun<'_> {
+        PreparedRun {
+            bed: self,
+            kubeconfig,
+            selection: checks.iter().flat_map(|c| ["--check", *c]).collect(),
+            run_id: new_run_id(),
+        }
+    }
+
+    /// Everything run `run_id` left in the cluster: every object of every resource the API
+    /// serves (cluster-scoped ones included) labelled `scs-kaas-check/run-id=<run_id>`, and
+    /// PersistentVolumes claimed from the run's namespaces (`skc-<run_id>-...`), which
+    /// carry no label. `kind namespace/name` each.
+    pub fn run_objects(&self, run_id: &str) -> Vec<String> {
+        use kube::api::{DynamicObject, ListParams};
+        use kube::discovery::{Discovery, verbs};
+        let client = self.client();
+        self.block_on(async {
+            let discovery = Discovery::new(client.clone())
+                .run()
+                .await
+                .expect("API discovery");
+            let labelled = ListParams::default().labels(&format!("scs-kaas-check/run-id={run_id}"));
+            let mut found = Vec::new();
+            for group in discovery.groups() {
+                for (resource, caps) in group.recommended_resources() {
+                    if !caps.supports_operation(verbs::LIST) {
+                        continue;
+                    }
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+                    let list = api
+                        .list_metadata(&labelled)
+                        .await
+                        .unwrap_or_else(|e| panic!("list {}: {e}", resource.plural));
+                    for o in list {
+                        found.push(format!(
+                            "{} {}/{}",
+                            resource.kind,
+                            o.metadata.namespace.unwrap_or_default(),
+                            o.metadata.name.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+            let prefix = format!("skc-{run_id}-");
+            for pv in pvs.list(&ListParams::default()).await.expect("list PVs") {
+                let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+                if claim
+                    .and_then(|c| c.namespace.as_deref())
+                    .is_some_and(|ns| ns.starts_with(&prefix))
+                {
+                    found.push(format!(
+                        "PersistentVolume /{}",
+                        pv.metadata.name.unwrap_or_default()
+                    ));
+                }
+            }
+            found
+        })
+    }
+
+    /// Asserts that run `run_id` left nothing behind ([`TestBed::run_objects`]).
+    pub fn assert_run_left_nothing(&self, run_id: &str) {
+        let left = self.run_objects(run_id);
+        assert!(left.is_empty(), "run {run_id} left behind: {left:#?}");
+    }
+
+    /// Starts watching the objects of kind `K` labelled with run `run_id` (all namespaces)
+    /// and returns once the watch runs: what the simulator's request log told, a real API
+    /// server tells by watch events.
+    pub fn witness<K>(&self, run_id: &str) -> Witness
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let api: Api<K> = Api::all(self.client());
+        let config = watcher::Config::default().labels(&format!("scs-kaas-check/run-id={run_id}"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let (ready, started) = mpsc::channel();
+        let record = seen.clone();
+        let task = self.runtime.spawn(async move {
+            let mut events = watcher(api, config).boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = ready.send(());
+                    }
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        let name = format!(
+                            "{}/{}",
+                            o.meta().namespace.clone().unwrap_or_default(),
+                            o.meta().name.clone().unwrap_or_default()
+                        );
+                        record
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(name);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the witness's watch starts within 30 s");
+        Witness { seen, task }
+    }
+
+    /// Makes admission refuse every pod created in the namespaces of run `run_id` with
+    /// `message`, as a cluster's own policy would: a ValidatingAdmissionPolicy (upstream
+    /// admission, a CEL rule) whose binding selects namespaces labelled with the run id
+    /// (`reason: Forbidden`, so the API answers 403 like a quota). Returns once admission
+    /// applies it; removed when the guard is dropped.
+    pub fn refuse_pods(&self, run_id: &str, message: &str) -> RefusedPods<'_> {
+        use k8s_openapi::api::admissionregistration::v1::{
+            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+        };
+        let name = format!("refuse-pods-{run_id}");
+        // A probe namespace matched by the binding as well, for a dry-run pod that tells
+        // when the policy is in force (admission loads policies asynchronously and offers
+        // nothing to watch for that).
+        let probe = format!("refuse-pods-probe-{run_id}");
+        let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "false", "message": message, "reason": "Forbidden"}]
+            }
+        }))
+        .expect("policy");
+        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchExpressions": [{
+                    "key": "scs-kaas-check/run-id", "operator": "In", "values": [run_id, probe]}]}}
+            }
+        }))
+        .expect("binding");
+        let client = self.client();
+        let pp = PostParams::default();
+        self.block_on(async {
+            Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .create(&pp, &policy)
+                .await
+                .expect("create ValidatingAdmissionPolicy");
+            Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .create(&pp, &binding)
+                .await
+                .expect("create ValidatingAdmissionPolicyBinding");
+            let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
+                "name": probe, "labels": {"scs-kaas-check/run-id": probe}}}))
+            .expect("namespace");
+            Api::<Namespace>::all(client.clone())
+                .create(&pp, &ns)
+                .await
+                .expect("create probe namespace");
+            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "probe"},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}
+            }))
+            .expect("pod");
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(client.clone(), &probe);
+            let dry = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match pods.create(&dry, &pod).await {
+                    Err(kube::Error::Api(e)) if e.message.contains(message) => break,
+                    other => assert!(
+                        Instant::now() < deadline,
+                        "policy {name} not in force after 30 s: {other:?}"
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Api::<Namespace>::all(client.clone())
+                .delete(&probe, &Default::default())
+                .await
+                .expect("delete probe namespace");
+        });
+        RefusedPods { bed: self, name }
+    }
+}
+
+/// A run of the suite against a test bed ([`TestBed::prepare_run`]).
+pub struct PreparedRun<'a> {
+    bed: &'a TestBed,
+    pub kubeconfig: PathBuf,
+    selection: Vec<&'static str>,
+    pub run_id: String,
+}
+
+impl PreparedRun<'_> {
+    /// Runs `scs-kaas-check run --offline` with `extra` flags; asserts a clean exit and
+    /// that the run left nothing in the cluster ([`TestBed::assert_run_left_nothing`]).
+    pub fn run(&self, extra: &[&str]) -> super::binary::Output {
+        let kubeconfig = self.kubeconfig.to_str().expect("UTF-8 path");
+        let mut args = vec![
+            "run",
+            "-k",
+            kubeconfig,
+            "--offline",
+            "--run-id",
+            &self.run_id,
+        ];
+        args.extend_from_slice(&self.selection);
+        args.extend_from_slice(extra);
+        let out = super::binary::scs(&args);
+        out.assert_clean_exit();
+        self.bed.assert_run_left_nothing(&self.run_id);
+        out
+    }
+}
+
+/// What [`TestBed::witness`] saw: `namespace/name` of every object that appeared.
+pub struct Witness {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Witness {
+    pub fn names(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The admission policy of [`TestBed::refuse_pods`]; deleted on drop.
+pub struct RefusedPods<'a> {
+    bed: &'a TestBed,
+    name: String,
+}
+
+impl Drop for RefusedPods<'_> {
+    fn drop(&mut self) {
+        use k8s_openapi::api::admissionregistration::v1::{
+            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+        };
+        let client = self.bed.client();
+        let name = self.name.clone();
+        self.bed.block_on(async move {
+            let dp = Default::default();
+            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .delete(&name, &dp)
+                .await;
+            let _ = Api::<ValidatingAdmissionPolicy>::all(client)
+                .delete(&name, &dp)
+                .await;
+        });
+    }
+}
+
+/// Stops the shared test beds when the test binary exits.
+extern "C" fn stop_shared() {
+    let beds: Vec<&'static TestBed> = SHARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter_map(|cell| cell.get())
+        .collect();
+    for bed in beds {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            bed.shutdown();
+            let left = leftovers(&bed.prefix, &bed.work_dir());
+            if !left.is_empty() {
+                eprintln!("shared test bed {} left behind: {left:#?}", bed.prefix);
+            }
+            let _ = std::fs::remove_dir_all(bed.dir.path());
+        }));
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
     for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
@@ -519,55 +871,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-// ------------------------------------------------------------ shared test beds
-
-/// Test beds shared by the tests of this binary, by scenario; stopped when it exits.
-static SHARED: std::sync::Mutex<Vec<(String, &'static TestBed)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Stops the shared test beds (registered with `atexit` when the first one starts: libtest
-/// returns from `main` after the last test, and statics are never dropped).
-extern "C" fn stop_shared() {
-    let beds = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    for (_, bed) in beds.iter() {
-        if let Some(child) = &bed.child {
-            stop_process(child.id(), &bed.prefix, &bed.work_dir());
-        }
-        let _ = std::fs::remove_dir_all(bed.dir.path());
-    }
-}
-
 impl TestBed {
-    /// The test bed of scenario `name` that every test of this binary shares (started by
-    /// the first test that asks, stopped when the binary exits). For tests that do not
-    /// couple: each works in its own run (its own `--run-id`, namespaces and cluster-scoped
-    /// objects named with it) and asserts on that run only; scenarios whose cluster-scoped
-    /// state differs (nodes, storage classes) get their own test bed.
-    pub fn shared(name: &str) -> &'static TestBed {
-        Self::shared_with(name, None)
-    }
-
-    /// [`TestBed::shared`] with a fixtures directory of its own (see
-    /// [`TestBed::start_with_fixtures`]); `extra` runs for the first test only.
-    pub fn shared_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> &'static TestBed {
-        Self::shared_with(name, Some(extra))
-    }
-
-    fn shared_with(name: &str, extra: Option<&dyn Fn(&Path)>) -> &'static TestBed {
-        let mut beds = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, bed)) = beds.iter().find(|(n, _)| n == name) {
-            return bed;
-        }
-        let bed: &'static TestBed = Box::leak(Box::new(Self::launch(name, extra)));
-        if beds.is_empty() {
-            // SAFETY: registers a function without arguments that only touches statics.
-            unsafe { libc::atexit(stop_shared) };
-        }
-        beds.push((name.to_string(), bed));
-        bed
-    }
-
-    /// A copy of `kubeconfig` (the admin's, or one of [`TestBed::suite_kubeconfig`]) for
+    /// A copy of `kubeconfig` (the admin's, or one of [`TestBed::gen_kubeconfig`]) for
     /// another server URL (e.g. a proxy in front of the API server on 127.0.0.1, which the
     /// server certificate covers).
     pub fn kubeconfig_for(&self, kubeconfig: &Path, server: &str) -> PathBuf {
@@ -610,24 +915,6 @@ impl TestBed {
         let proxy = super::idle_proxy::IdleProxy::start(target, idle);
         let via = self.kubeconfig_for(kubeconfig, &proxy.url());
         (proxy, via)
-    }
-
-    /// A kubeconfig of a new ServiceAccount bound to exactly the rules of the ClusterRole
-    /// that `scs-kaas-check gen <selection>` prints: the rights the README documents for
-    /// that selection. Runs of the suite use it; a right it lacks fails the run.
-    pub fn suite_kubeconfig(&self, selection: &[&str]) -> PathBuf {
-        let mut args = vec!["gen"];
-        args.extend_from_slice(selection);
-        let docs = super::binary::gen_docs(&args);
-        let role = docs
-            .iter()
-            .find(|d| d["kind"] == "ClusterRole")
-            .expect("gen prints a ClusterRole");
-        let rules: Vec<PolicyRule> =
-            serde_json::from_value(role["rules"].clone()).expect("ClusterRole rules");
-        let name = format!("suite-{}", &unique_prefix()[2..]);
-        self.create_cluster_role(&name, rules);
-        self.service_account_kubeconfig(&name)
     }
 
     /// Creates the objects of the YAML documents `yaml` (any kind the API server serves,
@@ -721,18 +1008,7 @@ impl TestBed {
             .collect()
     }
 
-    /// Asserts that run `run_id` left nothing: no object of any resource labelled with its
-    /// run id (namespaces, RBAC and everything in namespaces of other runs included), and
-    /// no PersistentVolume claimed from one of its namespaces.
-    pub fn assert_nothing_left(&self, run_id: &str) {
-        let mut left = self.labelled_objects(&format!(
-            "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
-        ));
-        left.extend(self.volumes_claimed_from(&format!("skc-{run_id}-")));
-        assert!(left.is_empty(), "run {run_id} left behind: {left:#?}");
-    }
-
-    /// Asserts that no object of any run is left (see [`TestBed::assert_nothing_left`]).
+    /// Asserts that no object of any run is left (see [`TestBed::assert_run_left_nothing`]).
     pub fn assert_no_run_left(&self) {
         let mut left = self.labelled_objects("app.kubernetes.io/managed-by=scs-kaas-check");
         left.extend(self.volumes_claimed_from("skc-"));

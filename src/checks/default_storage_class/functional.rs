@@ -12,9 +12,10 @@ pub(super) struct Binding {
     pub(super) bound: Option<Bound>,
 }
 
-/// A claim bound as required: where it is and the token the writer will write.
+/// A claim bound as required: where it is, its PV and the token the writer will write.
 pub(super) struct Bound {
     namespace: String,
+    volume: Option<PersistentVolume>,
     token: String,
     /// Whether pod `writer` already exists (created before binding for WaitForFirstConsumer).
     writer_created: bool,
@@ -142,8 +143,9 @@ pub(super) async fn binding(ctx: &CheckContext, class: &StorageClass) -> Binding
     }
     match wait_bound(ctx, &namespace, class).await {
         Ok((requirement, volume)) => {
-            let bound = (requirement.status == Status::Pass).then_some(Bound {
+            let bound = (requirement.status == Status::Pass).then(|| Bound {
                 namespace,
+                volume: volume.clone(),
                 token,
                 writer_created: wait_first,
             });
@@ -165,12 +167,7 @@ pub(super) async fn binding(ctx: &CheckContext, class: &StorageClass) -> Binding
 async fn create_writer(ctx: &CheckContext, namespace: &str, token: &str) -> Result<(), String> {
     let cluster = ctx.cluster();
     let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let writer = shell_pod(
-        ctx,
-        WRITER,
-        &format!("set -e; echo {token} > {TOKEN_FILE}; sync; cat {TOKEN_FILE}"),
-        None,
-    );
+    let writer = shell_pod(ctx, WRITER, &fs_group::writer_script(token), None);
     cluster
         .call(
             &format!("create pod {WRITER}"),
@@ -188,7 +185,7 @@ pub(super) async fn persistence(ctx: &CheckContext, bound: Bound) -> Requirement
     {
         return Requirement::abort(IDS[4], e);
     }
-    persistence_test(ctx, &bound.namespace, &bound.token)
+    persistence_test(ctx, &bound.namespace, bound.volume.as_ref(), &bound.token)
         .await
         .unwrap_or_else(|r| r)
 }
@@ -401,7 +398,8 @@ async fn run_pod(ctx: &CheckContext, namespace: &str, name: &str) -> Result<Fini
     Ok(Finished { node, log, failed })
 }
 
-fn one_line(log: &str) -> String {
+/// `log` on one line, at most 300 characters.
+pub(super) fn one_line(log: &str) -> String {
     let text = log.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         "(no output)".into()
@@ -417,6 +415,7 @@ fn one_line(log: &str) -> String {
 async fn persistence_test(
     ctx: &CheckContext,
     namespace: &str,
+    volume: Option<&PersistentVolume>,
     token: &str,
 ) -> Result<Requirement, Requirement> {
     let cluster = ctx.cluster();
@@ -425,6 +424,9 @@ async fn persistence_test(
         .info(format!("waiting for pod {WRITER} to write the token"));
     let written = run_pod(ctx, namespace, WRITER).await?;
     let writer_node = written.node.clone();
+    if written.failed == Some(fs_group::CANNOT_CREATE) {
+        return Err(fs_group::unwritable(ctx, volume, &writer_node, &written.log).await);
+    }
     if let Some(code) = written.failed {
         return Err(Requirement::fail(
             IDS[4],

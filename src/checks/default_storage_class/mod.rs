@@ -6,8 +6,9 @@
 //!
 //! This file: the StorageClass requirements (one default, real provisioner, not local) and
 //! the check's flow. The functional test (claim, writer and reader pods) is in
-//! [`functional`].
+//! [`functional`], what a writer that cannot write tells in [`fs_group`].
 
+mod fs_group;
 mod functional;
 
 use super::node_anti_affinity::candidates;

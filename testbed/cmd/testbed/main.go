@@ -441,6 +441,10 @@ func serve(argv []string) int {
 		Agnhost: o.agnhost, Suite: o.suite, Self: self, Fixtures: o.fixtures, Dir: o.dir,
 		ConformanceDefault: sc.Conformance.Default, ConformanceByFocus: sc.Conformance.ByFocus,
 		ConformanceByTag: sc.Conformance.ByTag,
+		PullDelays:       map[string]time.Duration{},
+	}
+	for host, r := range sc.Registries {
+		programs.PullDelays[host] = time.Duration(r.PullSeconds) * time.Second
 	}
 	gitVersion := version.Get().GitVersion
 	var agents []*node.Agent

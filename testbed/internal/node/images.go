@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Image is what the agent knows about an image: its config (entrypoint, cmd, env, user)
@@ -36,6 +37,24 @@ type Programs struct {
 	ConformanceByTag   map[string]string
 	// Dir holds generated image files (nginx.conf, passwd).
 	Dir string
+	// PullDelays: how long a pull from a registry host takes (scenario registries).
+	PullDelays map[string]time.Duration
+}
+
+// registryHost is the registry of an image reference as the container runtime resolves
+// it: the first path segment when it looks like a host (a dot, a port or localhost),
+// else docker.io.
+func registryHost(ref string) string {
+	first, _, found := strings.Cut(ref, "/")
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return "docker.io"
+}
+
+// PullDelay is how long pulling ref takes (0: at once).
+func (p *Programs) PullDelay(ref string) time.Duration {
+	return p.PullDelays[registryHost(ref)]
 }
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -474,7 +474,16 @@ func (pr *podRuntime) startContainer(c *containerRuntime) bool {
 		if ok {
 			c.image = img
 			if c.restarts == 0 && c.id == "" {
-				pr.containerEvent(c, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.spec.Image)
+				if d := pr.a.Programs.PullDelay(c.spec.Image); d > 0 {
+					// A slow registry: the container waits in ContainerCreating.
+					pr.containerEvent(c, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.spec.Image)
+					if !pr.wait(d) {
+						return false
+					}
+					pr.containerEvent(c, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s (%s including waiting)", c.spec.Image, d, d)
+				} else {
+					pr.containerEvent(c, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.spec.Image)
+				}
 			}
 			break
 		}

@@ -38,7 +38,10 @@ func (pr *podRuntime) prepareVolumes() (map[string]string, error) {
 	out := map[string]string{}
 	for _, v := range p.Spec.Volumes {
 		dir := pr.volumeDir(v.Name)
-		managed := true // kubelet applies fsGroup ownership
+		// What each kubelet volume plugin passes to SetVolumeOwnership: emptyDir is
+		// read-write, the projections (configMap, secret, downwardAPI, projected) are
+		// read-only (GetAttributes().ReadOnly), and both ignore fsGroupChangePolicy.
+		own := ownership{apply: true}
 		switch {
 		case v.EmptyDir != nil:
 			if err := os.MkdirAll(dir, 0o777); err != nil {
@@ -46,14 +49,17 @@ func (pr *podRuntime) prepareVolumes() (map[string]string, error) {
 			}
 			_ = os.Chmod(dir, 0o777)
 		case v.ConfigMap != nil:
+			own.readOnly = true
 			if err := pr.writeConfigMap(ctx, dir, p.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.DefaultMode, v.ConfigMap.Optional); err != nil {
 				return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %v", v.Name, err)
 			}
 		case v.Secret != nil:
+			own.readOnly = true
 			if err := pr.writeSecret(ctx, dir, p.Namespace, v.Secret.SecretName, v.Secret.Items, v.Secret.DefaultMode, v.Secret.Optional); err != nil {
 				return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %v", v.Name, err)
 			}
 		case v.DownwardAPI != nil:
+			own.readOnly = true
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, err
 			}
@@ -67,24 +73,23 @@ func (pr *podRuntime) prepareVolumes() (map[string]string, error) {
 				}
 			}
 		case v.Projected != nil:
+			own.readOnly = true
 			if err := pr.writeProjected(ctx, p, dir, v.Projected); err != nil {
 				return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %v", v.Name, err)
 			}
 		case v.PersistentVolumeClaim != nil:
-			src, ownership, err := pr.pvcSource(ctx, p, v.PersistentVolumeClaim.ClaimName)
+			src, o, err := pr.pvcSource(ctx, p, v.PersistentVolumeClaim.ClaimName, v.PersistentVolumeClaim.ReadOnly)
 			if err != nil {
 				return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %v", v.Name, err)
 			}
-			dir, managed = src, ownership
+			dir, own = src, o
 		default:
 			return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : volume type not supported by the test bed's emulated kubelet", v.Name)
 		}
-		if g := fsGroup(p); g != nil && managed {
-			policy := corev1.FSGroupChangeAlways
-			if p.Spec.SecurityContext.FSGroupChangePolicy != nil {
-				policy = *p.Spec.SecurityContext.FSGroupChangePolicy
-			}
-			setOwnership(dir, *g, policy)
+		if g := fsGroup(p); g != nil && own.apply {
+			onRootMismatch := own.podPolicy && p.Spec.SecurityContext.FSGroupChangePolicy != nil &&
+				*p.Spec.SecurityContext.FSGroupChangePolicy == corev1.FSGroupChangeOnRootMismatch
+			setOwnership(dir, *g, onRootMismatch, own.readOnly)
 		}
 		out[v.Name] = dir
 	}
@@ -227,76 +232,142 @@ func (pr *podRuntime) writeProjected(ctx context.Context, p *corev1.Pod, dir str
 	return nil
 }
 
-// pvcSource finds the directory behind a claim and whether the kubelet would apply
-// fsGroup ownership to it (per the CSIDriver's fsGroupPolicy).
-func (pr *podRuntime) pvcSource(ctx context.Context, p *corev1.Pod, claim string) (string, bool, error) {
+// ownership is what a kubelet volume plugin does with the pod's fsGroup: whether it calls
+// SetVolumeOwnership at all, with its mounter's ReadOnly attribute (r-- instead of rw-
+// masks), and whether it passes the pod's fsGroupChangePolicy (CSI and local volumes) or
+// nil (emptyDir and the projections: always the recursive change).
+type ownership struct {
+	apply, readOnly, podPolicy bool
+}
+
+// pvcSource finds the directory behind a claim and what the kubelet's volume plugin does
+// with fsGroup on it: pkg/volume/csi (csiMountMgr.SetUpAt, supportsFSGroup: per the
+// CSIDriver's fsGroupPolicy), pkg/volume/local (unless read-only), pkg/volume/hostpath
+// (never). readOnly is the pod's persistentVolumeClaim.readOnly (volume.Spec.ReadOnly).
+func (pr *podRuntime) pvcSource(ctx context.Context, p *corev1.Pod, claim string, readOnly bool) (string, ownership, error) {
+	none := ownership{}
 	c := pr.a.client
 	pvc, err := c.CoreV1().PersistentVolumeClaims(p.Namespace).Get(ctx, claim, metav1.GetOptions{})
 	if err != nil {
-		return "", false, fmt.Errorf("persistentvolumeclaim %q not found", claim)
+		return "", none, fmt.Errorf("persistentvolumeclaim %q not found", claim)
 	}
 	if pvc.Spec.VolumeName == "" || pvc.Status.Phase != corev1.ClaimBound {
-		return "", false, fmt.Errorf("persistentvolumeclaim %q is not bound", claim)
+		return "", none, fmt.Errorf("persistentvolumeclaim %q is not bound", claim)
 	}
 	pv, err := c.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 	if err != nil {
-		return "", false, fmt.Errorf("persistentvolume %q: %v", pvc.Spec.VolumeName, err)
+		return "", none, fmt.Errorf("persistentvolume %q: %v", pvc.Spec.VolumeName, err)
 	}
 	switch {
 	case pv.Spec.CSI != nil:
 		dir := VolumeDir(pr.a.VolumeRoot, pv.Spec.CSI.VolumeHandle)
 		if _, err := os.Stat(dir); err != nil {
-			return "", false, fmt.Errorf("MountVolume.MountDevice failed: volume %s: %v", pv.Spec.CSI.VolumeHandle, err)
+			return "", none, fmt.Errorf("MountVolume.MountDevice failed: volume %s: %v", pv.Spec.CSI.VolumeHandle, err)
 		}
+		if pv.Spec.CSI.VolumeAttributes[LosesDataAttribute] == "true" {
+			reformat(dir)
+		}
+		// getFSGroupPolicy: no CSIDriver object means the default policy.
 		policy := storagev1.ReadWriteOnceWithFSTypeFSGroupPolicy
 		if d, err := c.StorageV1().CSIDrivers().Get(ctx, pv.Spec.CSI.Driver, metav1.GetOptions{}); err == nil && d.Spec.FSGroupPolicy != nil {
 			policy = *d.Spec.FSGroupPolicy
 		}
-		switch policy {
-		case storagev1.FileFSGroupPolicy:
-			return dir, true, nil
-		case storagev1.NoneFSGroupPolicy:
-			return dir, false, nil
-		default:
-			rwo := false
-			for _, m := range pv.Spec.AccessModes {
-				if m == corev1.ReadWriteOnce || m == corev1.ReadWriteOncePod {
-					rwo = true
-				}
-			}
-			return dir, pv.Spec.CSI.FSType != "" && rwo, nil
-		}
+		return dir, ownership{apply: csiSupportsFSGroup(policy, pv, readOnly), readOnly: readOnly, podPolicy: true}, nil
 	case pv.Spec.Local != nil:
-		return pv.Spec.Local.Path, true, nil
+		return pv.Spec.Local.Path, ownership{apply: !readOnly, readOnly: readOnly, podPolicy: true}, nil
 	case pv.Spec.HostPath != nil:
-		return pv.Spec.HostPath.Path, false, nil
+		return pv.Spec.HostPath.Path, none, nil
 	}
-	return "", false, fmt.Errorf("persistentvolume %q: source not supported by the test bed", pv.Name)
+	return "", none, fmt.Errorf("persistentvolume %q: source not supported by the test bed", pv.Name)
 }
 
-// setOwnership does what the kubelet's SetVolumeOwnership does: group fsGroup, group
-// read/write, setgid directories.
-func setOwnership(dir string, gid int64, policy corev1.PodFSGroupChangePolicy) {
-	if policy == corev1.FSGroupChangeOnRootMismatch {
-		if st, err := os.Stat(dir); err == nil {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int64(sys.Gid) == gid && st.Mode()&os.ModeSetgid != 0 {
-				return
-			}
+// csiSupportsFSGroup is csiMountMgr.supportsFSGroup (pkg/volume/csi/csi_mounter.go) for a
+// PV source and a pod that sets fsGroup: never for fsGroupPolicy None or a read-only
+// mount, always for File, and for ReadWriteOnceWithFSType only when the PV has an fsType
+// and a ReadWriteOnce or ReadWriteOncePod access mode (hasReadWriteOnce). The emulated
+// drivers lack the VOLUME_MOUNT_GROUP node capability, so the kubelet applies it itself.
+func csiSupportsFSGroup(policy storagev1.FSGroupPolicy, pv *corev1.PersistentVolume, readOnly bool) bool {
+	switch {
+	case policy == storagev1.NoneFSGroupPolicy || readOnly:
+		return false
+	case policy == storagev1.FileFSGroupPolicy:
+		return true
+	case pv.Spec.CSI.FSType == "":
+		return false
+	}
+	for _, m := range pv.Spec.AccessModes {
+		if m == corev1.ReadWriteOnce || m == corev1.ReadWriteOncePod {
+			return true
 		}
 	}
+	return false
+}
+
+// LosesDataAttribute in a PV's CSI volumeAttributes makes the emulated node stage the
+// volume like a broken driver that formats it on every mount: what a pod wrote is gone
+// for the next pod (scenario provisioner field losesData).
+const LosesDataAttribute = "testbed.scs.community/loses-data"
+
+// reformat empties a volume's directory and leaves its root as a fresh file system's:
+// root:root 0755.
+func reformat(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+	_ = os.Lchown(dir, 0, 0)
+	_ = os.Chmod(dir, 0o755)
+}
+
+// The masks of pkg/volume/volume_linux.go.
+const (
+	rwMask   = os.FileMode(0o660)
+	roMask   = os.FileMode(0o440)
+	execMask = os.FileMode(0o110)
+)
+
+// setOwnership is the kubelet's SetVolumeOwnership (pkg/volume/volume_linux.go): unless
+// fsGroupChangePolicy OnRootMismatch finds the root already right (requiresPermissionChange),
+// every file and directory gets group gid (Lchown) and its mode OR rw-rw---- (r--r----- for
+// read-only volumes), directories also the exec bits and setgid; symlinks are not chmodded.
+func setOwnership(dir string, gid int64, onRootMismatch, readOnly bool) {
+	mask := rwMask
+	if readOnly {
+		mask = roMask
+	}
+	if onRootMismatch && !requiresPermissionChange(dir, gid, mask) {
+		return
+	}
 	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.Mode()&os.ModeSymlink != 0 {
+		if err != nil {
 			return nil
 		}
 		_ = os.Lchown(path, -1, int(gid))
-		m := info.Mode()
-		if info.IsDir() {
-			_ = os.Chmod(path, (m.Perm()|0o070)|os.ModeSetgid|(m&os.ModeSticky))
-		} else {
-			_ = os.Chmod(path, m.Perm()|0o040|(m.Perm()&0o200)>>3)
+		if info.Mode()&os.ModeSymlink != 0 {
+			return nil
 		}
+		m := mask
+		if info.IsDir() {
+			m |= os.ModeSetgid | execMask
+		}
+		_ = os.Chmod(path, info.Mode()|m)
 		return nil
 	})
+}
+
+// requiresPermissionChange: the root's group is not gid, it is not a directory, its
+// permissions lack a bit of mask|exec, or it lacks setgid.
+func requiresPermissionChange(dir string, gid int64, mask os.FileMode) bool {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return true
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || int64(sys.Gid) != gid || !st.IsDir() {
+		return true
+	}
+	want := mask | execMask
+	return st.Mode().Perm()&want != want || st.Mode()&os.ModeSetgid == 0
 }
 
 var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$`)

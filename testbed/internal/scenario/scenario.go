@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 
 	"sigs.k8s.io/yaml"
 )
@@ -20,6 +21,19 @@ type Scenario struct {
 	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
 	Client       Client       `json:"client,omitempty"`
 	Conformance  Conformance  `json:"conformance,omitempty"`
+	// Registries: how image pulls from a registry behave on the emulated nodes, keyed by
+	// the registry host of an image reference (`slow.registry.example` in
+	// `slow.registry.example/registry.k8s.io/pause:3.10`; `docker.io` for references
+	// without one). Registries not listed answer at once.
+	Registries map[string]Registry `json:"registries,omitempty"`
+}
+
+// Registry behaviour of image pulls.
+type Registry struct {
+	// PullSeconds: every pull of an image from this registry takes this long (a slow or
+	// rate-limited registry, a large image): the kubelet's Pulling event, the container
+	// waiting in ContainerCreating, then Pulled.
+	PullSeconds int `json:"pullSeconds,omitempty"`
 }
 
 // Network: the per-node network components (internal/dataplane).
@@ -89,6 +103,14 @@ type Provisioner struct {
 	FSType string `json:"fsType,omitempty"`
 	// Fail makes every provisioning attempt fail with this message (ProvisioningFailed event).
 	Fail string `json:"fail,omitempty"`
+	// RootMode is the octal mode of a new volume's root directory, owned by root (default
+	// "0755" for csi, a fresh file system; "0777" for hostPath and local, as
+	// local-path-provisioner makes them). "0777" is a driver that makes its volumes
+	// writable for every user (e.g. csi-driver-nfs's mountPermissions parameter).
+	RootMode string `json:"rootMode,omitempty"`
+	// LosesData: the node stages the volume like a broken driver that formats it on every
+	// mount, so what one pod wrote is gone for the next (csi source only).
+	LosesData bool `json:"losesData,omitempty"`
 }
 
 // CSIDriver object fields.
@@ -212,6 +234,13 @@ func Load(path string) (*Scenario, error) {
 			}
 		} else if err := loopback("loadBalancer.pool", s.LoadBalancer.Pool); err != nil {
 			return nil, err
+		}
+	}
+	for _, p := range s.Storage.Provisioners {
+		if p.RootMode != "" {
+			if _, err := strconv.ParseUint(p.RootMode, 8, 32); err != nil {
+				return nil, fmt.Errorf("%s: provisioner %s: rootMode %q is not an octal mode", path, p.Name, p.RootMode)
+			}
 		}
 	}
 	switch s.Network.KubeProxy {

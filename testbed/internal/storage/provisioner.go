@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -193,11 +194,15 @@ func (p *Provisioner) syncClaim(ctx context.Context, key string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	rootMode := os.FileMode(0o755) // a fresh file system: root:root 0755
 	if prov.Source == "hostPath" || prov.Source == "local" {
-		_ = os.Chmod(dir, 0o777) // local-path-provisioner's setup: mkdir -m 0777
-	} else {
-		_ = os.Chmod(dir, 0o755) // a fresh file system: root:root 0755
+		rootMode = 0o777 // local-path-provisioner's setup: mkdir -m 0777
 	}
+	if prov.RootMode != "" {
+		m, _ := strconv.ParseUint(prov.RootMode, 8, 32) // checked by scenario.Load
+		rootMode = os.FileMode(m)
+	}
+	_ = os.Chmod(dir, rootMode)
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        pvName,
@@ -230,6 +235,9 @@ func (p *Provisioner) syncClaim(ctx context.Context, key string) error {
 		}
 		pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: prov.Name, VolumeHandle: pvName, FSType: fsType,
 			VolumeAttributes: map[string]string{"storage.kubernetes.io/csiProvisionerIdentity": "testbed-" + prov.Name}}
+		if prov.LosesData {
+			pv.Spec.CSI.VolumeAttributes[node.LosesDataAttribute] = "true"
+		}
 	}
 	affinity := prov.NodeAffinity
 	if prov.Source == "local" && (affinity == "" || affinity == "none") {
@@ -273,7 +281,10 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		return nil
 	}
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
-		return nil
+		// external-provisioner keeps its finalizer only on Delete volumes: it removes it from
+		// Retain and Recycle ones (sig-storage-lib-external-provisioner, the volume sync's
+		// finalizer update), so that an administrator can delete them.
+		return p.dropFinalizer(ctx, pv.Name)
 	}
 	if pv.Status.Phase != corev1.VolumeReleased && pv.DeletionTimestamp == nil {
 		return nil
@@ -288,8 +299,13 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		}
 	}
 	// Drop our finalizer so that the PV goes.
+	return p.dropFinalizer(ctx, pv.Name)
+}
+
+// dropFinalizer removes the provisioner's finalizer from PV name, if it has it.
+func (p *Provisioner) dropFinalizer(ctx context.Context, name string) error {
 	for attempt := 0; attempt < 5; attempt++ {
-		cur, err := p.client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		cur, err := p.client.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -311,5 +327,5 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("could not remove finalizer of %s", pv.Name)
+	return fmt.Errorf("could not remove finalizer of %s", name)
 }
