@@ -307,11 +307,10 @@ fn run_selects_cncf_conformance_and_the_networking_e2e_focus_like_any_testcase()
     run.assert_run_left_nothing();
 }
 
-#[test]
-fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passes() {
-    // kube-router enforces NetworkPolicy; the conformance image fails the NetworkPolicy
-    // focus. A test bed of its own: the nodes and the data plane differ.
-    let tb = TestBed::start("netpol-kube-router-e2e");
+/// The arguments of `run --check kaas-networking-check --networking both` (offline) in a
+/// run of its own on `tb`, as a ServiceAccount bound to exactly the ClusterRole `gen`
+/// prints for it; and the run id.
+fn networking_both(tb: &TestBed) -> (String, Vec<String>) {
     let run_id = new_run_id();
     let selection = [
         "--check",
@@ -322,13 +321,26 @@ fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passe
         &run_id,
     ];
     let kubeconfig = tb.gen_kubeconfig(&selection);
-    let mut args = vec![
+    let args = [
         "run",
         "-k",
         kubeconfig.to_str().expect("utf-8"),
         "--offline",
-    ];
-    args.extend_from_slice(&selection);
+    ]
+    .into_iter()
+    .chain(selection)
+    .map(String::from)
+    .collect();
+    (run_id, args)
+}
+
+#[test]
+fn networking_both_fails_on_an_upstream_failure_even_when_the_probe_matrix_passes() {
+    // kube-router enforces NetworkPolicy; the conformance image fails the NetworkPolicy
+    // focus. A test bed of its own: the nodes and the data plane differ.
+    let tb = TestBed::start("netpol-kube-router-e2e");
+    let (run_id, args) = networking_both(&tb);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scs(&args);
     out.assert_clean_exit();
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -383,23 +395,8 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     // upstream NetworkPolicy run (its image plays `hang`: never finishing) is still going
     // when the run is interrupted. A test bed of its own: the nodes and data plane differ.
     let tb = TestBed::start("netpol-none-e2e");
-    let run_id = new_run_id();
-    let selection = [
-        "--check",
-        "kaas-networking-check",
-        "--networking",
-        "both",
-        "--run-id",
-        &run_id,
-    ];
-    let kubeconfig = tb.gen_kubeconfig(&selection);
-    let mut args = vec![
-        "run",
-        "-k",
-        kubeconfig.to_str().expect("utf-8"),
-        "--offline",
-    ];
-    args.extend_from_slice(&selection);
+    let (run_id, args) = networking_both(&tb);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--policy-timeout", "2s"]);
     let out = interrupted_at_lines(
         &args,
