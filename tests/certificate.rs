@@ -5,12 +5,23 @@
 //! `run -k {kubeconfig} --execution-mode {execution_mode} {testcases}`; and the reasons,
 //! read through the parsing rules of STANDARDS.md (`support::scs`), as the compliance
 //! monitor shows them.
+//!
+//! On the real control plane (`testbed/`; one test bed per scenario, shared by this
+//! binary, each test in runs of its own; runs authenticate as a ServiceAccount bound to
+//! exactly the ClusterRole `gen` prints): the monitor's view of a failing run (scenario
+//! `one-zone`) and the script entry in each execution mode (scenario `three-zones-e2e`).
+//! On the simulator: the two runs of the whole scope, which need a cluster that passes the
+//! certificate (an enforcing network policy data plane next to three zones of nodes and
+//! the conformance image); no test bed scenario combines those yet.
 
 mod support;
 
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
 use serde_json::Value;
 use support::binary::*;
-use support::{ClusterSpec, NodeSpec, SimCluster};
+use support::testbed::{TestBed, new_run_id};
+use support::{ClusterSpec, SimCluster};
 
 const IMAGE: &str = "ghcr.io/sovereigncloudstack/scs-kaas-check";
 const CERTIFICATE: [&str; 3] = [
@@ -59,6 +70,32 @@ fn run(sim: &SimCluster, extra: &[&str]) -> Output {
     let out = run_against(sim, &args);
     out.assert_clean_exit();
     assert_valid_junit(&out.out_dir.join("junit.xml"));
+    out
+}
+
+/// `run` in a run of its own on test bed `tb` (offline), as a ServiceAccount bound to
+/// exactly the ClusterRole `gen` prints for the selection, with version-policy data for
+/// the test bed's v1.37.2 (patch-recency and cve-recency FAIL); asserts that nothing of the
+/// run is left.
+fn bed_run(tb: &TestBed, selection: &[&str]) -> Output {
+    let run_id = new_run_id();
+    let (releases, cves) = (fixture("releases-1.37.json"), fixture("cves-1.37.json"));
+    let mut args = selection.to_vec();
+    args.extend([
+        "--run-id",
+        &run_id,
+        "--reference-date",
+        "2026-12-20",
+        "--release-data",
+        releases.to_str().unwrap(),
+        "--cve-data",
+        cves.to_str().unwrap(),
+    ]);
+    let kubeconfig = tb.gen_kubeconfig(&args);
+    let out = run_against(&kubeconfig, &args);
+    out.assert_clean_exit();
+    assert_valid_junit(&out.out_dir.join("junit.xml"));
+    tb.assert_run_left_nothing(&run_id);
     out
 }
 
@@ -201,33 +238,18 @@ fn failures_beside_the_certificate_are_shown_but_do_not_fail_it() {
 /// of ours counts as an error.
 #[test]
 fn reasons_are_where_the_compliance_monitor_looks() {
-    // Everything in one zone without host labels: whether the control plane runs on several
-    // machines cannot be decided (ABORT), the zone spreads are warnings.
-    let nodes = (1..=3)
-        .flat_map(|i| {
-            [
-                NodeSpec::control_plane(&format!("cp{i}")),
-                NodeSpec::worker(&format!("w{i}")),
-            ]
-        })
-        .map(|n| n.zone("zone-1").region("region-1"))
-        .collect();
-    let sim = SimCluster::start(ClusterSpec {
-        // An old patch with a critical CVE: version-policy-check fails two requirements.
-        git_version: "v1.34.1".into(),
-        nodes,
-        ..Default::default()
-    });
+    // Everything in one zone without host labels (test bed scenario `one-zone`): whether
+    // the control plane runs on several machines cannot be decided (ABORT), the zone
+    // spreads are warnings. The test bed's v1.37.2 is an old patch with a critical CVE in
+    // the pinned data: version-policy-check fails two requirements. No StorageClass.
+    let tb = TestBed::shared("one-zone");
     // The script entry of the built-in catalogue, filled in as SCS's runner does.
     let ids = [
         "version-policy-check",
         "node-distribution-check",
         "default-storage-class-check",
     ];
-    let out = run(
-        &sim,
-        &[&["--execution-mode", "parallel"][..], &ids].concat(),
-    );
+    let out = bed_run(tb, &[&["--execution-mode", "parallel"][..], &ids].concat());
     assert_eq!(out.code, 1, "{}", out.stderr);
     let view = support::scs::read(&out.stdout, &out.stderr, &ids);
     println!("compliance monitor view:\n{}", view.monitor.join("\n"));
@@ -329,47 +351,64 @@ fn reasons_are_where_the_compliance_monitor_looks() {
 }
 
 /// `run -k {kubeconfig} --execution-mode {execution_mode} {testcases}`, split as SCS's
-/// runner splits it.
-fn script_entry(sim: &SimCluster, mode: &str, testcases: &[&str]) -> Output {
-    let kubeconfig = sim.kubeconfig_path();
+/// runner splits it, on the test bed of scenario `three-zones-e2e` (its conformance image
+/// of the server's version passes) in a run of its own, kept (`--keep`), as a
+/// ServiceAccount bound to exactly the ClusterRole `gen` prints for the testcases. Returns
+/// the output and the run id.
+fn script_entry(mode: &str, testcases: &[&str]) -> (Output, String) {
+    let tb = e2e_bed();
+    let run_id = new_run_id();
+    let mut selection = testcases.to_vec();
+    selection.extend(["--run-id", &run_id]);
+    let kubeconfig = tb.gen_kubeconfig(&selection);
     let line = format!(
-        "run -k {} --execution-mode {mode} {} --offline --image {IMAGE} --keep",
+        "run -k {} --execution-mode {mode} {} --offline --image {IMAGE} --keep --run-id {run_id}",
         kubeconfig.display(),
         testcases.join(" ")
     );
     let args: Vec<&str> = line.split_whitespace().collect();
     let out = scs(&args);
     out.assert_clean_exit();
-    out
+    (out, run_id)
 }
 
-/// The env of the kept e2e Job.
-fn e2e_env(sim: &SimCluster) -> Vec<(String, String)> {
-    let jobs = sim.objects("jobs");
-    let job = jobs
-        .iter()
-        .find(|j| j["metadata"]["name"] == "e2e")
-        .expect("the e2e Job is kept");
-    job["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["value"].as_str().unwrap_or_default().to_string(),
-            )
+fn e2e_bed() -> &'static TestBed {
+    TestBed::shared_with_fixtures("three-zones-e2e", &support::conformance::testbed_fixtures)
+}
+
+/// The env of the kept e2e Job of run `run_id` (read with the admin credential); then
+/// `delete` removes the run, and nothing of it is left.
+fn e2e_env(run_id: &str) -> Vec<(String, String)> {
+    let tb = e2e_bed();
+    let job = tb
+        .run_namespaces(run_id)
+        .into_iter()
+        .find_map(|ns| {
+            let jobs: Api<Job> = Api::namespaced(tb.client(), &ns);
+            tb.block_on(jobs.get_opt("e2e")).expect("get job")
         })
-        .collect()
+        .expect("the e2e Job is kept");
+    let env = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    let deleted = against(tb, "delete", &["--run-id", run_id]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    tb.assert_run_left_nothing(run_id);
+    env
 }
 
 #[test]
 fn the_script_entry_with_positional_ids_and_each_execution_mode() {
     // serial: one testcase at a time (each testcase's progress lines are not interleaved
     // with another's), the upstream suite in one process.
-    let sim = certified_cluster();
     let ids = ["cncf-k8s-conformance", "node-distribution-check"];
-    let out = script_entry(&sim, "serial", &ids);
+    let (out, run_id) = script_entry("serial", &ids);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.verdicts().len(), 2, "{}", out.stderr);
     let order: Vec<&str> = out
@@ -387,7 +426,7 @@ fn the_script_entry_with_positional_ids_and_each_execution_mode() {
         "testcases ran at the same time:\n{}",
         out.stderr
     );
-    let env = e2e_env(&sim);
+    let env = e2e_env(&run_id);
     assert!(!env.iter().any(|(k, _)| k == "E2E_PARALLEL"), "{env:?}");
     assert_eq!(report(&out)["run"]["execution_mode"], "serial");
     // Named by position, a testcase beside the certificate counts.
@@ -400,10 +439,9 @@ fn the_script_entry_with_positional_ids_and_each_execution_mode() {
     assert_eq!(counted, [true, true]);
 
     // parallel (SCS's default): the upstream suite in parallel processes, count by ginkgo.
-    let sim = certified_cluster();
-    let out = script_entry(&sim, "parallel", &["cncf-k8s-conformance"]);
+    let (out, run_id) = script_entry("parallel", &["cncf-k8s-conformance"]);
     assert_eq!(out.stdout, "cncf-k8s-conformance: PASS\n", "{}", out.stderr);
-    let env = e2e_env(&sim);
+    let env = e2e_env(&run_id);
     assert!(
         env.contains(&("E2E_PARALLEL".into(), "true".into())),
         "{env:?}"
@@ -414,8 +452,7 @@ fn the_script_entry_with_positional_ids_and_each_execution_mode() {
     );
 
     // dry: the upstream dry run decides nothing; no verdict line.
-    let sim = certified_cluster();
-    let out = script_entry(&sim, "dry", &["cncf-k8s-conformance"]);
+    let (out, run_id) = script_entry("dry", &["cncf-k8s-conformance"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "", "{}", out.stderr);
     assert!(
@@ -424,7 +461,7 @@ fn the_script_entry_with_positional_ids_and_each_execution_mode() {
         "{}",
         out.stderr
     );
-    assert!(e2e_env(&sim).contains(&("E2E_DRYRUN".into(), "true".into())));
+    assert!(e2e_env(&run_id).contains(&("E2E_DRYRUN".into(), "true".into())));
 
     // serial contradicts more than one testcase at a time.
     let out = scs(&["run", "--execution-mode", "serial", "--parallel", "2"]);

@@ -1,8 +1,9 @@
 //! Pods that admission refuses (Pod Security, a ResourceQuota, a LimitRange, a validating
-//! webhook): a Deployment's ReplicaSet cannot create them, records a `Warning FailedCreate`
-//! event (`Error creating: pods "..." is forbidden: ...`), and the Deployment reports the
-//! condition `ReplicaFailure` with the same message. Pods that never exist say nothing
-//! about the property a check measures: callers ABORT with that message.
+//! webhook or admission policy): a Deployment's ReplicaSet cannot create them, records a
+//! `Warning FailedCreate` event (`Error creating: pods "..." is forbidden: ...`), and the
+//! Deployment reports the condition `ReplicaFailure` with the same message; a Job records
+//! the same event (and has no such condition). Pods that never exist say nothing about the
+//! property a check measures: callers ABORT with that message.
 
 use super::Cluster;
 use super::wait;
@@ -86,6 +87,39 @@ async fn failed_create_event(
         })
         .and_then(|e| e.message)
         .map(|m| m.trim().to_string())
+}
+
+/// Watches the Events of Job `job` until one says that admission refused its pod (a
+/// `FailedCreate` event `Error creating: pods "..." is forbidden: ...`; the Job controller
+/// keeps retrying, but the same admission gives the same answer) and returns the newest
+/// such message. `None` when `deadline` passes first or Events cannot be watched. A
+/// refusal by the ServiceAccount admission plugin that has not yet seen a ServiceAccount
+/// created just before the Job (`error looking up service account`) passes with the next
+/// retry and does not count.
+pub async fn job_refused(
+    cluster: &Cluster,
+    namespace: &str,
+    job: &str,
+    deadline: Duration,
+) -> Option<String> {
+    let api: Api<Event> = Api::namespaced(cluster.client.clone(), namespace);
+    let config = kube::runtime::watcher::Config::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={job},reason={FAILED_CREATE}"
+    ));
+    wait::until(&api, config, deadline, |events| {
+        events
+            .iter()
+            .filter(|e| {
+                e.message.as_deref().is_some_and(|m| {
+                    m.contains(" is forbidden: ") && !m.contains("error looking up service account")
+                })
+            })
+            .max_by_key(|e| wait::event_time(e))
+            .and_then(|e| e.message.as_deref())
+            .map(|m| m.trim().to_string())
+    })
+    .await
+    .ok()
 }
 
 /// The ABORT message for pods of `what` that were never created: `reason` is the

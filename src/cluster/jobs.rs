@@ -14,7 +14,7 @@
 //! loses or repeats lines) and `limitBytes` (which only bounds a response).
 
 use super::errors::{ApiError, human_duration};
-use super::{Cluster, pods, wait};
+use super::{Cluster, admission, pods, wait};
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
@@ -23,9 +23,11 @@ use std::time::Duration;
 
 /// Waits until the pod of Job `job` in `ns` runs (or already finished) and returns its
 /// name. A pod that will never start (see [`pods::start_failure_is_permanent`]; a transient
-/// pull error such as a registry's 429 is waited out while the kubelet retries), a refused
-/// watch, or no running pod within `deadline` (quota, admission, a pull that keeps failing)
-/// is an error explained with the pod's state and the Events of the pod and the Job.
+/// pull error such as a registry's 429 is waited out while the kubelet retries), a pod that
+/// admission refuses (the Job's `FailedCreate` event, see [`admission::job_refused`]), a
+/// refused watch, or no running pod within `deadline` (a pull that keeps failing, a pod
+/// nothing schedules) is an error explained with the pod's state and the Events of the pod
+/// and the Job.
 pub async fn wait_started(
     cluster: &Cluster,
     ns: &str,
@@ -35,7 +37,7 @@ pub async fn wait_started(
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let config = watcher::Config::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
     let mut tracker = pods::StartTracker::default();
-    let waited = wait::until(&api, config, deadline, |pods| {
+    let started = wait::until(&api, config, deadline, |pods| {
         pods.iter().find_map(|p| {
             if matches!(pods::phase(p).as_str(), "Running" | "Succeeded" | "Failed") {
                 return Some(Ok(p.clone()));
@@ -44,42 +46,93 @@ pub async fn wait_started(
                 .permanent_failure(p)
                 .map(|problem| Err((Box::new(p.clone()), problem)))
         })
-    })
-    .await;
-    let (pod, why) = match waited {
+    });
+    // Without the right to watch Events the refusal is not seen early; the deadline still
+    // ends the wait, with the Job's Events in the message.
+    let refused = async {
+        match admission::job_refused(cluster, ns, job, deadline).await {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    };
+    let waited = tokio::select! {
+        waited = started => waited,
+        reason = refused => {
+            return Err(admission::describe(&format!("job {ns}/{job}"), &reason));
+        }
+    };
+    let the_pod = format!("the pod of job {ns}/{job}");
+    let (pod, subject) = match waited {
         Ok(Ok(pod)) => return Ok(kube::ResourceExt::name_any(&pod)),
-        Ok(Err((pod, problem))) => (Some(*pod), format!("cannot start ({problem})")),
+        Ok(Err((pod, problem))) => (Some(*pod), format!("{the_pod} cannot start ({problem})")),
         Err(wait::Timeout {
             refused: Some(e), ..
-        }) => return Err(format!("cannot follow the pod of job {ns}/{job}: {e}")),
-        Err(t) => (
-            t.last.first().cloned(),
-            format!(
-                "did not start within {} (--pod-start-timeout)",
-                human_duration(deadline)
-            ),
-        ),
+        }) => return Err(format!("cannot follow {the_pod}: {e}")),
+        Err(t) => {
+            let within = format!("within {} (--pod-start-timeout)", human_duration(deadline));
+            match t.last.first().cloned() {
+                Some(p) => (Some(p), format!("{the_pod} did not start {within}")),
+                None => (None, format!("job {ns}/{job} created no pod {within}")),
+            }
+        }
     };
     let mut details = Vec::new();
-    let subject = match &pod {
-        Some(p) => {
-            let name = kube::ResourceExt::name_any(p);
-            details.push(pods::describe(p, &|_| String::new()));
-            details.extend(
-                wait::recent_events(&cluster.client, ns, "Pod", &name, cluster.request_timeout)
-                    .await,
-            );
-            format!("the pod of job {ns}/{job}")
-        }
-        None => format!("job {ns}/{job} has no pod"),
-    };
+    if let Some(p) = &pod {
+        let name = kube::ResourceExt::name_any(p);
+        details.push(pods::describe(p, &|_| String::new()));
+        details.extend(
+            wait::recent_events(&cluster.client, ns, "Pod", &name, cluster.request_timeout).await,
+        );
+    }
     details.extend(
         wait::recent_events(&cluster.client, ns, "Job", job, cluster.request_timeout)
             .await
             .into_iter()
             .map(|e| format!("job: {e}")),
     );
-    Err(format!("{subject} {why}: {}", details.join("; ")))
+    Err(format!("{subject}: {}", details.join("; ")))
+}
+
+/// Deletes the pods of Job `job` in `ns` (each gets SIGTERM and its termination grace
+/// period to clean up after itself) and waits, by watching, at most `deadline` until they
+/// are gone; the caller then deletes their namespace. Deleting the namespace at once takes
+/// longer: the namespace controller estimates the pods' remaining grace period and waits
+/// it out before it looks again, however soon the pods exit (upstream
+/// `estimateGracefulTermination`: e.g. 80 s for a runner that cleaned up in 6 s). Pods
+/// that cannot be deleted (a missing right) or do not go in time are left to the namespace
+/// deletion: the error says why.
+pub async fn delete_pods(
+    cluster: &Cluster,
+    ns: &str,
+    job: &str,
+    deadline: Duration,
+) -> Result<(), String> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    cluster
+        .call(
+            &format!("delete the pods of job {ns}/{job}"),
+            api.delete_collection(
+                &kube::api::DeleteParams::background(),
+                &kube::api::ListParams::default().labels(&selector),
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    wait::until(
+        &api,
+        watcher::Config::default().labels(&selector),
+        deadline,
+        |pods| pods.is_empty().then_some(()),
+    )
+    .await
+    .map_err(|t| match t.refused {
+        Some(e) => format!("cannot watch the pods of job {ns}/{job}: {e}"),
+        None => format!(
+            "the pods of job {ns}/{job} were not gone within {}",
+            human_duration(deadline)
+        ),
+    })
 }
 
 /// What [`follow`] hands over.
@@ -212,13 +265,18 @@ async fn read_stream(
     }
 }
 
+/// How long the pod's status may lag behind the end of a container's log stream: the
+/// kubelet's pod lifecycle relist runs every second, then the status is written.
+const STATUS_LAG: Duration = Duration::from_secs(5);
+
 /// Shortest and longest pause before resuming a stream that brought nothing new; the pause
 /// is a watch on the pod, so a container that terminates ends it at once.
 const RESUME_PAUSE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
 
 /// Hands the log of `container` (default: the only one) of pod `ns/pod` to `on`, line by
 /// line and each line once, until the pod's status says the container has terminated
-/// (or the pod is gone). A stream that ends while the container runs is resumed; transient
+/// (or the pod is gone). A stream that ends while the container runs (once the status has
+/// had [`STATUS_LAG`] to catch up with a stream the server ended) is resumed; transient
 /// API errors are retried. `Err` only for an answer no retry can change: 401/403 (a
 /// missing right, named in the message).
 pub async fn follow(
@@ -274,6 +332,21 @@ pub async fn follow(
                 pod: Box::new(current),
                 resumed,
             });
+        }
+        // The kubelet ends a followed log when the container exits, and reports the exit in
+        // the pod's status only afterwards (its pod lifecycle relist, then the status
+        // update): a stream the server closed in order is most likely that end. Wait (by
+        // watching) for the status to say so before taking it for a cut; then the next
+        // round reads what is left and returns.
+        if broke.is_none()
+            && wait::object(&api, pod, STATUS_LAG, |p| {
+                p.is_none_or(|p| container_finished(p, container))
+                    .then_some(())
+            })
+            .await
+            .is_ok()
+        {
+            continue;
         }
         if resumed == 0 {
             on(LogEvent::Note(format!(

@@ -218,7 +218,7 @@ impl Cluster {
                 .collect();
         }
         let mut lines: Vec<String> =
-            futures::future::join_all(namespaces.iter().map(|ns| self.delete_namespace(ns)))
+            futures::future::join_all(namespaces.iter().map(|ns| self.delete_namespace(ns, false)))
                 .await
                 .into_iter()
                 .flatten()
@@ -438,13 +438,14 @@ impl Cluster {
         }
     }
 
-    /// Deletes namespace `name` and waits until it is gone. A namespace that is already
-    /// terminating answers the delete with 409 Conflict on a real API server (its
-    /// finalizers are still removing the content): that is "already going", and the wait
-    /// is the same.
-    async fn delete_namespace(&self, name: &str) -> Option<String> {
+    /// Deletes namespace `name` and waits until it is gone. `terminating`: it was already
+    /// being deleted when it was listed. The API server answers the delete of a
+    /// terminating namespace with the namespace (v1.37: its finalizers are still removing
+    /// the content) or, in older releases, with 409 Conflict; either is "already going",
+    /// and the wait is the same.
+    async fn delete_namespace(&self, name: &str, terminating: bool) -> Option<String> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let mut already = false;
+        let mut already = terminating;
         match self
             .call(
                 &format!("delete namespace {name}"),
@@ -490,13 +491,20 @@ impl Cluster {
                 api.list(&ListParams::default().labels(&selector)),
             )
             .await?;
-        let names: Vec<String> = list
+        let names: Vec<(String, bool)> = list
             .items
             .into_iter()
-            .filter_map(|ns| ns.metadata.name)
+            .filter_map(|ns| {
+                let terminating = ns.metadata.deletion_timestamp.is_some();
+                ns.metadata.name.map(|name| (name, terminating))
+            })
             .collect();
-        let results =
-            futures::future::join_all(names.iter().map(|ns| self.delete_namespace(ns))).await;
+        let results = futures::future::join_all(
+            names
+                .iter()
+                .map(|(ns, terminating)| self.delete_namespace(ns, *terminating)),
+        )
+        .await;
         let mut lines: Vec<String> = results.into_iter().flatten().collect();
         // Volumes claimed from a run's namespace (e.g. reclaim policy Retain) outlive it.
         let prefix = run_id.map(|id| format!("skc-{id}-"));

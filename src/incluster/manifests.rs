@@ -23,6 +23,10 @@ use std::time::Duration;
 pub const RUNNER_PURPOSE: &str = "runner";
 pub const SERVICE_ACCOUNT: &str = "scs-kaas-check";
 pub const JOB: &str = "scs-kaas-check";
+
+/// The runner pod's termination grace period: time for the run inside to delete its
+/// scratch namespaces when it is stopped (SIGTERM).
+pub const RUNNER_GRACE: std::time::Duration = std::time::Duration::from_secs(150);
 pub const DATA_CONFIGMAP: &str = "scs-kaas-check-data";
 /// Where the data files are mounted in the pod.
 pub const DATA_DIR: &str = "/var/run/scs-kaas-check/data";
@@ -300,7 +304,7 @@ pub fn build(args: &RunConfig, run_id: &str, selected: &[Testcase]) -> Result<Ob
     pod.service_account_name = Some(SERVICE_ACCOUNT.into());
     pod.restart_policy = Some("Never".into());
     // Time for the run to delete its scratch namespaces when it is stopped.
-    pod.termination_grace_period_seconds = Some(150);
+    pod.termination_grace_period_seconds = Some(RUNNER_GRACE.as_secs() as i64);
     pod.volumes = Some(volumes);
 
     Ok(Objects {

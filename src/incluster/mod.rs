@@ -173,7 +173,16 @@ pub async fn run(args: &RunConfig, plan: &Handover) -> Result<u8, (u8, String)> 
     }
 
     // Cleanup on every path: the runner namespace (the pod goes with it), whatever the
-    // in-cluster run left under the run id, then the cluster-scoped RBAC.
+    // in-cluster run left under the run id, then the cluster-scoped RBAC. A runner that may
+    // still run (interrupted, timed out) is stopped first, its pod deleted and waited for:
+    // it deletes what it created, and its namespace then goes at once.
+    if !args.keep && matches!(ended, Ended::Abort(_)) {
+        let ns = objects.namespace_name();
+        let grace = manifests::RUNNER_GRACE + Duration::from_secs(30);
+        if let Err(e) = jobs::delete_pods(&cluster, &ns, manifests::JOB, grace).await {
+            console::note(&format!("cleanup: {e}"));
+        }
+    }
     for line in cluster.release(None).await {
         console::note(&format!("cleanup: {line}"));
     }

@@ -59,9 +59,9 @@ pub fn writing_rules() -> Vec<PolicyRule> {
 /// Rights of a check that runs the upstream e2e suite: it creates a ServiceAccount, a
 /// ClusterRole granting every right and its binding, and a Job, then follows the pod,
 /// waits for the results bundle and reads it, and deletes the cluster-scoped RBAC (found
-/// by label in the final sweep). Granting rights it does not hold needs `escalate` and
-/// `bind` on ClusterRoles: in effect cluster-admin, which the upstream e2e suite needs
-/// anyway.
+/// by label in the final sweep); it watches the Job's Events for pods admission refuses.
+/// Granting rights it does not hold needs `escalate` and `bind` on ClusterRoles: in
+/// effect cluster-admin, which the upstream e2e suite needs anyway.
 pub fn e2e_rules() -> Vec<PolicyRule> {
     vec![
         rule(
@@ -78,6 +78,8 @@ pub fn e2e_rules() -> Vec<PolicyRule> {
         rule(&["batch"], &["jobs"], &["create"]),
         rule(&[""], &["pods"], &["get", "list", "watch"]),
         rule(&[""], &["configmaps", "pods/log"], &["get"]),
+        // The Job's `FailedCreate` events: a pod admission refuses ABORTs at once.
+        rule(&[""], &["events"], &["watch"]),
     ]
 }
 

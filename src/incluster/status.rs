@@ -68,8 +68,41 @@ async fn find_runs(cluster: &Cluster) -> Result<Vec<Found>, ApiError> {
                 }
             })
             .collect();
+    // The Job controller records the end of a Job a moment after its pod's container has
+    // terminated: a run whose runner has exited has ended, whatever its Job says yet.
+    for run in found.iter_mut().filter(|r| !r.finished) {
+        if let Some(code) = runner_exit_code(cluster, &run.namespace).await {
+            run.state = format!("Ended (exit {code})");
+            run.finished = true;
+        }
+    }
     found.sort_by_key(|f| f.started);
     Ok(found)
+}
+
+/// The exit code of the runner's container in `namespace`, once it has terminated for
+/// good (see [`jobs::container_finished`]); `None` while it runs or cannot be read.
+async fn runner_exit_code(cluster: &Cluster, namespace: &str) -> Option<i32> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let selector = format!("batch.kubernetes.io/job-name={}", manifests::JOB);
+    let list = cluster
+        .call(
+            &format!("list the pods of job {namespace}/{}", manifests::JOB),
+            pods.list(&ListParams::default().labels(&selector)),
+        )
+        .await
+        .ok()?;
+    list.items
+        .iter()
+        .filter(|p| jobs::container_finished(p, None))
+        .find_map(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .iter()
+                .flatten()
+                .find_map(|c| c.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code))
+        })
 }
 
 /// The cluster (read-only use: `keep` is set) and the in-cluster runs found in it, or the

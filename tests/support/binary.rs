@@ -264,6 +264,51 @@ pub fn interrupted(
     })
 }
 
+/// Runs the binary with `args` like [`scs`] and sends it SIGINT once it has printed, for
+/// each of `lines`, a stderr line containing it (at most `within` after the start);
+/// returns what it did.
+pub fn interrupted_at_lines(args: &[&str], lines: &[&str], within: std::time::Duration) -> Output {
+    use std::io::BufRead;
+    prepared(args, |mut cmd| {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let mut missing: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for l in std::io::BufReader::new(stderr).lines() {
+                let Ok(l) = l else { break };
+                let before = missing.len();
+                missing.retain(|needle| !l.contains(needle.as_str()));
+                if before > 0 && missing.is_empty() {
+                    let _ = seen_tx.send(());
+                }
+                all.extend_from_slice(l.as_bytes());
+                all.push(b'\n');
+            }
+            all
+        });
+        let ready = seen.recv_timeout(within).is_ok();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("signal");
+        let mut output = child.wait_with_output().expect("wait");
+        output.stderr = reader.join().expect("stderr reader");
+        assert!(
+            ready,
+            "no stderr lines with each of {lines:?} within {within:?}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    })
+}
+
 /// Waits (at most `within`) for a condition on the simulator's state.
 pub fn eventually(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + within;
@@ -311,9 +356,33 @@ fn prepared_via(
     }
 }
 
-/// `run` against the simulated cluster, offline, with the given extra arguments.
-pub fn run_against(sim: &SimCluster, extra: &[&str]) -> Output {
-    let kubeconfig = sim.kubeconfig_path();
+/// A cluster the binary can be pointed at: the simulator, a test bed (its admin
+/// kubeconfig), or a kubeconfig file (e.g. a ServiceAccount's).
+pub trait Target {
+    fn kubeconfig_file(&self) -> PathBuf;
+}
+
+impl Target for SimCluster {
+    fn kubeconfig_file(&self) -> PathBuf {
+        self.kubeconfig_path()
+    }
+}
+
+impl Target for Path {
+    fn kubeconfig_file(&self) -> PathBuf {
+        self.to_path_buf()
+    }
+}
+
+impl Target for PathBuf {
+    fn kubeconfig_file(&self) -> PathBuf {
+        self.clone()
+    }
+}
+
+/// `run` against `cluster`, offline, with the given extra arguments.
+pub fn run_against(cluster: &(impl Target + ?Sized), extra: &[&str]) -> Output {
+    let kubeconfig = cluster.kubeconfig_file();
     let mut args = vec![
         "run",
         "-k",
@@ -324,10 +393,10 @@ pub fn run_against(sim: &SimCluster, extra: &[&str]) -> Output {
     scs(&args)
 }
 
-/// A subcommand that takes only a cluster (`delete`, `status`, `retrieve`) against the
-/// simulator, with `extra` arguments.
-pub fn against(sim: &SimCluster, subcommand: &str, extra: &[&str]) -> Output {
-    let kubeconfig = sim.kubeconfig_path();
+/// A subcommand that takes only a cluster (`delete`, `status`, `retrieve`) against
+/// `cluster`, with `extra` arguments.
+pub fn against(cluster: &(impl Target + ?Sized), subcommand: &str, extra: &[&str]) -> Output {
+    let kubeconfig = cluster.kubeconfig_file();
     let mut args = vec![subcommand, "-k", kubeconfig.to_str().expect("utf-8 path")];
     args.extend_from_slice(extra);
     let out = scs(&args);
@@ -336,8 +405,8 @@ pub fn against(sim: &SimCluster, subcommand: &str, extra: &[&str]) -> Output {
 }
 
 /// The line `status` prints for in-cluster run `run_id`.
-pub fn status_line(sim: &SimCluster, run_id: &str) -> String {
-    let status = against(sim, "status", &[]);
+pub fn status_line(cluster: &(impl Target + ?Sized), run_id: &str) -> String {
+    let status = against(cluster, "status", &[]);
     status
         .stdout
         .lines()
@@ -415,4 +484,17 @@ fn strip_comments(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The YAML documents `scs-kaas-check <args>` prints (`gen`), parsed; panics unless it
+/// exits 0.
+pub fn gen_docs(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = scs(args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+        .split("\n---\n")
+        .map(|d| d.trim_start_matches("---\n"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("gen prints YAML"))
+        .collect()
 }

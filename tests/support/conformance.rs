@@ -381,6 +381,24 @@ pub fn realistic_fixture(dir: &Path, run: usize, total: usize) -> usize {
     junit.len()
 }
 
+/// The fixtures that the test bed's scenario `three-zones-e2e` names beyond
+/// `tests/fixtures/e2e`, written into its fixtures directory `dir` (see
+/// `TestBed::start_with_fixtures`): `realistic` ([`realistic_fixture`]: 400 of 6600 specs
+/// run, a `junit_01.xml` over 2 MB) and `slow` (`pass` whose first spec runs silently for
+/// 3 s: the test bed's conformance emulation reads the duration from the file `pause`, as
+/// [`register_dir`]'s `pause` here).
+pub fn testbed_fixtures(dir: &Path) {
+    let realistic = dir.join("realistic");
+    std::fs::create_dir_all(&realistic).expect("create the realistic fixture");
+    realistic_fixture(&realistic, 400, 6600);
+    let slow = dir.join("slow");
+    std::fs::create_dir_all(&slow).expect("create the slow fixture");
+    for file in ["e2e.log", "junit_01.xml"] {
+        std::fs::copy(dir.join("pass").join(file), slow.join(file)).expect("copy pass");
+    }
+    std::fs::write(slow.join("pause"), "3s").expect("write pause");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,15 @@
-//! A TCP proxy with an idle timeout in front of the simulated API server, like the cloud
-//! load balancer in front of a real one (Cluster API on OpenStack puts an Octavia load
-//! balancer there; its listener's `timeout_client_data` and `timeout_member_data` default
-//! to 50 s): bytes pass through unchanged (TLS stays end to end, the server certificate
-//! is valid for 127.0.0.1 on any port), and a connection through which nothing passed in
-//! either direction for the idle timeout is closed on both sides, mid-response or not.
-//! What a client sees is what it sees behind such a load balancer: a followed log, a
-//! watch or a pooled keep-alive connection that is silent for that long breaks off.
+//! A TCP proxy with an idle timeout in front of an API server (the test bed's), like the
+//! cloud load balancer in front of a real one (Cluster API on OpenStack puts an Octavia
+//! load balancer there; its listener's `timeout_client_data` and `timeout_member_data`
+//! default to 50 s): bytes pass through unchanged (TLS stays end to end: the server
+//! certificate is valid for 127.0.0.1 on any port), and a connection through which
+//! nothing passed in either direction for the idle timeout is closed on both sides,
+//! mid-response or not. What a client sees is what it sees behind such a load balancer: a
+//! followed log, a watch or a pooled keep-alive connection that is silent for that long
+//! breaks off.
 
-use super::SimCluster;
 use super::util::Background;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,14 +24,9 @@ pub struct IdleProxy {
 }
 
 impl IdleProxy {
-    /// Proxies `127.0.0.1:<random port>` to the simulator of `sim`, closing connections
-    /// idle for `idle`.
-    pub fn start(sim: &SimCluster, idle: Duration) -> IdleProxy {
-        let target: SocketAddr = sim
-            .url()
-            .trim_start_matches("https://")
-            .parse()
-            .expect("simulator address");
+    /// Proxies `127.0.0.1:<random port>` to `target` (e.g. the test bed's API server),
+    /// closing connections idle for `idle`.
+    pub fn start(target: SocketAddr, idle: Duration) -> IdleProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("proxy address");
@@ -71,9 +65,9 @@ impl IdleProxy {
         }
     }
 
-    /// A kubeconfig for the simulator's user that reaches the API server through the proxy.
-    pub fn kubeconfig(&self, sim: &SimCluster) -> PathBuf {
-        sim.write_kubeconfig_for("kubeconfig-proxy", &format!("https://{}", self.addr))
+    /// `https://127.0.0.1:<port>`: the API server's URL through the proxy.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     /// How many connections the proxy has closed for being idle.

@@ -99,6 +99,17 @@ fn unique_prefix() -> String {
 impl TestBed {
     /// Starts scenario `name` (`testbed/scenarios/<name>.yaml`) and waits for its ready line.
     pub fn start(name: &str) -> TestBed {
+        Self::launch(name, None)
+    }
+
+    /// Starts scenario `name` with a fixtures directory of its own for the conformance
+    /// image emulation: a copy of `tests/fixtures/e2e` to which `extra` adds (e.g. a
+    /// generated fixture, or a copy with a `pause`).
+    pub fn start_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> TestBed {
+        Self::launch(name, Some(extra))
+    }
+
+    fn launch(name: &str, extra_fixtures: Option<&dyn Fn(&Path)>) -> TestBed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bin = binary();
         let scenario = scenario_path(name);
@@ -114,7 +125,13 @@ impl TestBed {
         let work = dir.path().join("bed");
         let prefix = unique_prefix();
         let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+        if let Some(extra) = extra_fixtures {
+            let own = dir.path().join("fixtures");
+            copy_dir(&fixtures, &own);
+            extra(&own);
+            fixtures = own;
+        }
         let mut child = Command::new(&bin)
             .arg("run")
             .arg("--scenario")
@@ -126,7 +143,7 @@ impl TestBed {
             .arg("--suite-binary")
             .arg(super::binary::BIN)
             .arg("--fixtures")
-            .arg(manifest.join("tests/fixtures/e2e"))
+            .arg(&fixtures)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -495,6 +512,21 @@ impl TestBed {
         cell.get_or_init(|| TestBed::start(name))
     }
 
+    /// [`TestBed::shared`] with a fixtures directory of its own (see
+    /// [`TestBed::start_with_fixtures`]); `extra` runs for the first test only.
+    pub fn shared_with_fixtures(name: &str, extra: &dyn Fn(&Path)) -> &'static TestBed {
+        let cell = {
+            let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if map.is_empty() {
+                // SAFETY: registers a plain `extern "C"` function without arguments.
+                unsafe { libc::atexit(stop_shared) };
+            }
+            *map.entry(name.to_string())
+                .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+        };
+        cell.get_or_init(|| TestBed::start_with_fixtures(name, extra))
+    }
+
     /// The rules of the ClusterRole that `scs-kaas-check gen <selection>` prints: the
     /// README's RBAC table for those testcases and flags.
     pub fn gen_rules(&self, selection: &[&str]) -> Vec<PolicyRule> {
@@ -543,52 +575,9 @@ impl TestBed {
     /// PersistentVolumes claimed from the run's namespaces (`skc-<run_id>-...`), which
     /// carry no label. `kind namespace/name` each.
     pub fn run_objects(&self, run_id: &str) -> Vec<String> {
-        use kube::api::{DynamicObject, ListParams};
-        use kube::discovery::{Discovery, verbs};
-        let client = self.client();
-        self.block_on(async {
-            let discovery = Discovery::new(client.clone())
-                .run()
-                .await
-                .expect("API discovery");
-            let labelled = ListParams::default().labels(&format!("scs-kaas-check/run-id={run_id}"));
-            let mut found = Vec::new();
-            for group in discovery.groups() {
-                for (resource, caps) in group.recommended_resources() {
-                    if !caps.supports_operation(verbs::LIST) {
-                        continue;
-                    }
-                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-                    let list = api
-                        .list_metadata(&labelled)
-                        .await
-                        .unwrap_or_else(|e| panic!("list {}: {e}", resource.plural));
-                    for o in list {
-                        found.push(format!(
-                            "{} {}/{}",
-                            resource.kind,
-                            o.metadata.namespace.unwrap_or_default(),
-                            o.metadata.name.unwrap_or_default()
-                        ));
-                    }
-                }
-            }
-            let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
-            let prefix = format!("skc-{run_id}-");
-            for pv in pvs.list(&ListParams::default()).await.expect("list PVs") {
-                let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-                if claim
-                    .and_then(|c| c.namespace.as_deref())
-                    .is_some_and(|ns| ns.starts_with(&prefix))
-                {
-                    found.push(format!(
-                        "PersistentVolume /{}",
-                        pv.metadata.name.unwrap_or_default()
-                    ));
-                }
-            }
-            found
-        })
+        let mut found = self.labelled_objects(&format!("scs-kaas-check/run-id={run_id}"));
+        found.extend(self.volumes_claimed_from(&format!("skc-{run_id}-")));
+        found
     }
 
     /// Asserts that run `run_id` left nothing behind ([`TestBed::run_objects`]).
@@ -649,81 +638,10 @@ impl TestBed {
     /// admission, a CEL rule) whose binding selects namespaces labelled with the run id
     /// (`reason: Forbidden`, so the API answers 403 like a quota). Returns once admission
     /// applies it; removed when the guard is dropped.
-    pub fn refuse_pods(&self, run_id: &str, message: &str) -> RefusedPods<'_> {
-        use k8s_openapi::api::admissionregistration::v1::{
-            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-        };
+    pub fn refuse_pods(&self, run_id: &str, message: &str) -> Applied<'_> {
         let name = format!("refuse-pods-{run_id}");
-        // A probe namespace matched by the binding as well, for a dry-run pod that tells
-        // when the policy is in force (admission loads policies asynchronously and offers
-        // nothing to watch for that).
-        let probe = format!("refuse-pods-probe-{run_id}");
-        let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
-                    "operations": ["CREATE"], "resources": ["pods"]}]},
-                "validations": [{"expression": "false", "message": message, "reason": "Forbidden"}]
-            }
-        }))
-        .expect("policy");
-        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {"namespaceSelector": {"matchExpressions": [{
-                    "key": "scs-kaas-check/run-id", "operator": "In", "values": [run_id, probe]}]}}
-            }
-        }))
-        .expect("binding");
-        let client = self.client();
-        let pp = PostParams::default();
-        self.block_on(async {
-            Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                .create(&pp, &policy)
-                .await
-                .expect("create ValidatingAdmissionPolicy");
-            Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .create(&pp, &binding)
-                .await
-                .expect("create ValidatingAdmissionPolicyBinding");
-            let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
-                "name": probe, "labels": {"scs-kaas-check/run-id": probe}}}))
-            .expect("namespace");
-            Api::<Namespace>::all(client.clone())
-                .create(&pp, &ns)
-                .await
-                .expect("create probe namespace");
-            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "probe"},
-                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}
-            }))
-            .expect("pod");
-            let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(client.clone(), &probe);
-            let dry = PostParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match pods.create(&dry, &pod).await {
-                    Err(kube::Error::Api(e)) if e.message.contains(message) => break,
-                    other => assert!(
-                        Instant::now() < deadline,
-                        "policy {name} not in force after 30 s: {other:?}"
-                    ),
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Api::<Namespace>::all(client.clone())
-                .delete(&probe, &Default::default())
-                .await
-                .expect("delete probe namespace");
-        });
-        RefusedPods { bed: self, name }
+        let policy = refusing_policy(&name, run_id, "CREATE", "pods", "true", message);
+        self.apply_policy(&policy, run_id, Probe::Refuses("pods", "probe"))
     }
 }
 
@@ -780,31 +698,6 @@ impl Drop for Witness {
     }
 }
 
-/// The admission policy of [`TestBed::refuse_pods`]; deleted on drop.
-pub struct RefusedPods<'a> {
-    bed: &'a TestBed,
-    name: String,
-}
-
-impl Drop for RefusedPods<'_> {
-    fn drop(&mut self) {
-        use k8s_openapi::api::admissionregistration::v1::{
-            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-        };
-        let client = self.bed.client();
-        let name = self.name.clone();
-        self.bed.block_on(async move {
-            let dp = Default::default();
-            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .delete(&name, &dp)
-                .await;
-            let _ = Api::<ValidatingAdmissionPolicy>::all(client)
-                .delete(&name, &dp)
-                .await;
-        });
-    }
-}
-
 /// Stops the shared test beds when the test binary exits.
 extern "C" fn stop_shared() {
     let beds: Vec<&'static TestBed> = SHARED
@@ -829,18 +722,12 @@ impl TestBed {
     /// `kubeconfig` for the client namespace: the same credential, the API server at its
     /// address on the node network (as in the client kubeconfig).
     pub fn for_client_namespace(&self, kubeconfig: &Path) -> PathBuf {
-        let server_of = |path: &Path| {
-            std::fs::read_to_string(path)
-                .expect("kubeconfig")
-                .lines()
-                .find_map(|l| Some(l.trim().strip_prefix("server: ")?.to_string()))
-                .expect("server in kubeconfig")
-        };
-        let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
-        let text = text.replace(&server_of(kubeconfig), &server_of(&self.client_kubeconfig));
-        let path = kubeconfig.with_extension("client.kubeconfig");
-        std::fs::write(&path, text).expect("write kubeconfig");
-        path
+        let client = std::fs::read_to_string(&self.client_kubeconfig).expect("client kubeconfig");
+        let server = client
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("server in the client kubeconfig");
+        self.kubeconfig_for(kubeconfig, server)
     }
 
     /// `run -k <kubeconfig> --offline <extra>` inside the client namespace (`kubeconfig`
@@ -849,5 +736,395 @@ impl TestBed {
         let mut args = vec!["run", "-k", kubeconfig.to_str().expect("path"), "--offline"];
         args.extend_from_slice(extra);
         super::binary::scs_via(&self.client_wrapper(), &args)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
+}
+
+impl TestBed {
+    /// A copy of `kubeconfig` (the admin's, or one of [`TestBed::gen_kubeconfig`]) for
+    /// another server URL (e.g. a proxy in front of the API server on 127.0.0.1, which the
+    /// server certificate covers).
+    pub fn kubeconfig_for(&self, kubeconfig: &Path, server: &str) -> PathBuf {
+        let original = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+        let changed = original.replace(
+            &format!("server: {}", self.server),
+            &format!("server: {server}"),
+        );
+        assert_ne!(
+            changed,
+            original,
+            "no server line in {}",
+            kubeconfig.display()
+        );
+        let stem = kubeconfig
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("kubeconfig");
+        let path = self.dir.path().join(format!(
+            "{stem}-via-{}.kubeconfig",
+            server.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ));
+        std::fs::write(&path, changed).expect("write kubeconfig");
+        path
+    }
+
+    /// An idle-timeout proxy in front of the API server (see [`super::idle_proxy`]) closing
+    /// connections idle for `idle`, and a copy of `kubeconfig` that reaches the server
+    /// through it.
+    pub fn behind_idle_proxy(
+        &self,
+        kubeconfig: &Path,
+        idle: Duration,
+    ) -> (super::idle_proxy::IdleProxy, PathBuf) {
+        let target = self
+            .server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("server address");
+        let proxy = super::idle_proxy::IdleProxy::start(target, idle);
+        let via = self.kubeconfig_for(kubeconfig, &proxy.url());
+        (proxy, via)
+    }
+
+    /// Creates the objects of the YAML documents `yaml` (any kind the API server serves,
+    /// e.g. admission policies) with the admin credential; they are deleted when the
+    /// returned guard is dropped.
+    pub fn apply(&self, yaml: &str) -> Applied<'_> {
+        let client = self.client();
+        let objects = self.block_on(async {
+            let mut created = Vec::new();
+            for doc in yaml.split("\n---\n").filter(|d| !d.trim().is_empty()) {
+                let value: serde_json::Value =
+                    serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}:\n{doc}"));
+                let object: kube::api::DynamicObject =
+                    serde_json::from_value(value.clone()).expect("an object");
+                let (group, version) = match value["apiVersion"].as_str().expect("apiVersion") {
+                    v if v.contains('/') => v.split_once('/').expect("group/version"),
+                    v => ("", v),
+                };
+                let gvk = kube::api::GroupVersionKind::gvk(
+                    group,
+                    version,
+                    value["kind"].as_str().expect("kind"),
+                );
+                let (resource, _) = kube::discovery::pinned_kind(&client, &gvk)
+                    .await
+                    .unwrap_or_else(|e| panic!("{gvk:?} is not served: {e}"));
+                let namespace = object.metadata.namespace.clone();
+                let api: Api<kube::api::DynamicObject> = match &namespace {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                    None => Api::all_with(client.clone(), &resource),
+                };
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .unwrap_or_else(|e| panic!("create {doc}: {e}"));
+                created.push((resource, namespace, object.metadata.name.expect("a name")));
+            }
+            created
+        });
+        Applied { bed: self, objects }
+    }
+
+    /// Every object carrying the labels `selector` (a label selector), of every resource
+    /// the API server lists, cluster-scoped ones included: `Kind namespace/name`.
+    pub fn labelled_objects(&self, selector: &str) -> Vec<String> {
+        let client = self.client();
+        self.block_on(async {
+            let discovery = kube::discovery::Discovery::new(client.clone())
+                .run()
+                .await
+                .expect("discovery");
+            let mut found = Vec::new();
+            for group in discovery.groups() {
+                for (resource, caps) in group.recommended_resources() {
+                    if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                        continue;
+                    }
+                    let api: Api<kube::api::DynamicObject> =
+                        Api::all_with(client.clone(), &resource);
+                    let params = kube::api::ListParams::default().labels(selector);
+                    match api.list(&params).await {
+                        Ok(list) => found.extend(list.items.into_iter().map(|o| {
+                            let ns = o.metadata.namespace.map(|n| format!("{n}/"));
+                            format!(
+                                "{} {}{}",
+                                resource.kind,
+                                ns.unwrap_or_default(),
+                                o.metadata.name.unwrap_or_default()
+                            )
+                        })),
+                        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 405) => {}
+                        Err(e) => panic!("list {}: {e}", resource.plural),
+                    }
+                }
+            }
+            found
+        })
+    }
+
+    /// The names of the namespaces of run `run_id` (the suite's labels), listed with the
+    /// admin credential.
+    pub fn run_namespaces(&self, run_id: &str) -> Vec<String> {
+        let api: Api<Namespace> = Api::all(self.client());
+        let params = kube::api::ListParams::default().labels(&format!(
+            "app.kubernetes.io/managed-by=scs-kaas-check,scs-kaas-check/run-id={run_id}"
+        ));
+        self.block_on(api.list(&params))
+            .expect("list namespaces")
+            .items
+            .into_iter()
+            .filter_map(|ns| ns.metadata.name)
+            .collect()
+    }
+
+    /// Asserts that no object of any run is left (see [`TestBed::assert_run_left_nothing`]).
+    pub fn assert_no_run_left(&self) {
+        let mut left = self.labelled_objects("app.kubernetes.io/managed-by=scs-kaas-check");
+        left.extend(self.volumes_claimed_from("skc-"));
+        assert!(left.is_empty(), "runs left behind: {left:#?}");
+    }
+
+    /// `PersistentVolume name` of the volumes whose claim is (or was) in a namespace whose
+    /// name starts with `prefix`.
+    fn volumes_claimed_from(&self, prefix: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client());
+        let volumes = self
+            .block_on(api.list(&Default::default()))
+            .expect("list persistentvolumes");
+        volumes
+            .items
+            .into_iter()
+            .filter(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .and_then(|c| c.namespace.as_deref())
+                    .is_some_and(|ns| ns.starts_with(prefix))
+            })
+            .map(|pv| format!("PersistentVolume {}", pv.metadata.name.unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// Objects [`TestBed::apply`] created; deleted on drop.
+pub struct Applied<'a> {
+    bed: &'a TestBed,
+    objects: Vec<(kube::api::ApiResource, Option<String>, String)>,
+}
+
+impl Drop for Applied<'_> {
+    fn drop(&mut self) {
+        let client = self.bed.client();
+        for (resource, namespace, name) in self.objects.drain(..).rev() {
+            let api: Api<kube::api::DynamicObject> = match &namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let _ = self
+                .bed
+                .block_on(api.delete(&name, &kube::api::DeleteParams::default()));
+        }
+    }
+}
+
+/// YAML for [`TestBed::apply`]: a ValidatingAdmissionPolicy and its binding (both named
+/// `name`) that refuse `operation` (`CREATE`, `DELETE`, ...) of the core resource
+/// `resource` in the namespaces of run `run_id` (for `namespaces`: the run's namespaces
+/// themselves) where the CEL expression `refuse_when` holds, with 403 Forbidden and
+/// `message`: a site's admission policy, enforced by the real API server. The namespaces
+/// of other runs are not affected.
+pub fn refusing_policy(
+    name: &str,
+    run_id: &str,
+    operation: &str,
+    resource: &str,
+    refuse_when: &str,
+    message: &str,
+) -> String {
+    let expression = serde_json::to_string(&format!("!({refuse_when})")).expect("json");
+    let message = serde_json::to_string(message).expect("json");
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [\"\"], apiVersions: [v1], operations: [{operation}], resources: [{resource}]}}
+  validations:
+  - {{expression: {expression}, message: {message}, reason: Forbidden}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{scs-kaas-check/run-id: \"{run_id}\"}}
+"
+    )
+}
+
+/// YAML for [`TestBed::apply`]: a MutatingAdmissionPolicy and its binding (both named
+/// `name`) that give every pod created in a namespace of run `run_id` (other than the
+/// in-cluster runner's) a scheduling gate: the real scheduler leaves such pods Pending
+/// (`SchedulingGated`), as pods that wait for nodes that do not come.
+pub fn holding_policy(name: &str, run_id: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [pods]}}
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >
+        Object{{spec: Object.spec{{schedulingGates: [Object.spec.schedulingGates{{name: \"test.scs.community/hold\"}}]}}}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{scs-kaas-check/run-id: \"{run_id}\"}}
+      matchExpressions:
+      - {{key: scs-kaas-check/check, operator: NotIn, values: [in-cluster]}}
+"
+    )
+}
+
+impl super::binary::Target for TestBed {
+    /// The admin kubeconfig.
+    fn kubeconfig_file(&self) -> PathBuf {
+        self.kubeconfig.clone()
+    }
+}
+
+/// How [`TestBed::apply_policy`] sees that the API server enforces a policy, by a dry-run
+/// request in a namespace of the run (nothing is created).
+pub enum Probe<'a> {
+    /// Creating the core object of this kind (`pods`, `configmaps`) with this name is
+    /// refused.
+    Refuses(&'a str, &'a str),
+    /// Deleting a namespace of the run is refused.
+    RefusesNamespaceDeletion,
+    /// A pod created gets a scheduling gate ([`holding_policy`]).
+    HoldsPods,
+}
+
+impl TestBed {
+    /// Creates the admission policies of `yaml` ([`refusing_policy`], [`holding_policy`])
+    /// and waits (at most 60 s) until the API server enforces them for run `run_id`:
+    /// admission plugins learn of new policies from informers, a moment after they exist.
+    /// Probes go to a namespace labelled with the run id only (not managed by the suite),
+    /// deleted afterwards.
+    pub fn apply_policy(&self, yaml: &str, run_id: &str, probe: Probe) -> Applied<'_> {
+        let applied = self.apply(yaml);
+        let client = self.client();
+        let ns_name = format!("probe-{run_id}");
+        let probe_ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": ns_name, "labels": {
+                "scs-kaas-check/check": "probe", "scs-kaas-check/run-id": run_id}}
+        }))
+        .expect("namespace");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        self.block_on(namespaces.create(&PostParams::default(), &probe_ns))
+            .unwrap_or_else(|e| panic!("create namespace {ns_name}: {e}"));
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "probe"},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}
+        }))
+        .expect("pod");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let enforced = self.block_on(async {
+                let refused = |r: Result<(), kube::Error>| {
+                    matches!(r, Err(kube::Error::Api(e)) if e.code == 403)
+                };
+                match probe {
+                    Probe::Refuses("pods", _) => {
+                        let api: Api<k8s_openapi::api::core::v1::Pod> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        refused(api.create(&dry, &pod).await.map(drop))
+                    }
+                    Probe::Refuses(kind, name) => {
+                        assert_eq!(kind, "configmaps", "probe of {kind}");
+                        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        let cm = serde_json::from_value(
+                            serde_json::json!({"metadata": {"name": name}}),
+                        )
+                        .expect("configmap");
+                        refused(api.create(&dry, &cm).await.map(drop))
+                    }
+                    Probe::RefusesNamespaceDeletion => {
+                        let params = kube::api::DeleteParams {
+                            dry_run: true,
+                            ..Default::default()
+                        };
+                        refused(namespaces.delete(&ns_name, &params).await.map(drop))
+                    }
+                    Probe::HoldsPods => {
+                        let api: Api<k8s_openapi::api::core::v1::Pod> =
+                            Api::namespaced(client.clone(), &ns_name);
+                        api.create(&dry, &pod).await.is_ok_and(|p| {
+                            p.spec
+                                .and_then(|s| s.scheduling_gates)
+                                .is_some_and(|g| !g.is_empty())
+                        })
+                    }
+                }
+            });
+            if enforced {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server does not enforce the policy within 60 s:\n{yaml}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Without the run's label no policy of the run refuses deleting it.
+        self.block_on(async {
+            let patch = kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"scs-kaas-check/run-id": null}}
+            }));
+            namespaces
+                .patch(&ns_name, &Default::default(), &patch)
+                .await
+                .unwrap_or_else(|e| panic!("unlabel {ns_name}: {e}"));
+            namespaces
+                .delete(&ns_name, &Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("delete {ns_name}: {e}"));
+        });
+        applied
     }
 }

@@ -440,7 +440,8 @@ func serve(argv []string) int {
 	programs := &node.Programs{
 		Agnhost: o.agnhost, Suite: o.suite, Self: self, Fixtures: o.fixtures, Dir: o.dir,
 		ConformanceDefault: sc.Conformance.Default, ConformanceByFocus: sc.Conformance.ByFocus,
-		PullDelays: map[string]time.Duration{},
+		ConformanceByTag: sc.Conformance.ByTag,
+		PullDelays:       map[string]time.Duration{},
 	}
 	for host, r := range sc.Registries {
 		programs.PullDelays[host] = time.Duration(r.PullSeconds) * time.Second

@@ -12,7 +12,10 @@
 //   - the fixture is the one paired with the effective E2E_FOCUS (TESTBED_FIXTURES_BY_FOCUS,
 //     JSON focus -> name), else TESTBED_FIXTURE_DEFAULT; none is ginkgo matching no spec;
 //   - a fixture without junit_01.xml never finishes (prints its log, then waits);
-//   - with E2E_DRYRUN every spec that would run is reported passed.
+//   - with E2E_DRYRUN every spec that would run is reported passed;
+//   - a fixture may hold a file `pause` with a duration ("3s"): the first spec then runs
+//     silently that long after ginkgo's `Will run N of M specs` line (a long spec: what an
+//     idle timeout in front of the API server cuts).
 package gorunner
 
 import (
@@ -43,6 +46,7 @@ const emptyJUnit = `<?xml version="1.0" encoding="UTF-8"?>
 type ginkgo struct {
 	output string
 	junit  *string
+	pause  time.Duration
 }
 
 func passedOutput(h string, run, total int, seconds string) string {
@@ -64,6 +68,11 @@ func fixture(dir string) (ginkgo, error) {
 	if j, err := os.ReadFile(filepath.Join(dir, "junit_01.xml")); err == nil {
 		s := string(j)
 		g.junit = &s
+	}
+	if p, err := os.ReadFile(filepath.Join(dir, "pause")); err == nil {
+		if g.pause, err = time.ParseDuration(strings.TrimSpace(string(p))); err != nil {
+			return ginkgo{}, fmt.Errorf("pause: %w", err)
+		}
 	}
 	return g, nil
 }
@@ -158,11 +167,15 @@ func Main() int {
 	for _, line := range strings.Split(strings.TrimSuffix(g.output, "\n"), "\n") {
 		fmt.Println(line)
 		fmt.Fprintln(logFile, line)
+		pace := 20 * time.Millisecond
+		if strings.HasPrefix(line, "Will run ") && g.pause > 0 {
+			pace = g.pause
+		}
 		select {
 		case s := <-sigs:
 			fmt.Printf("Received signal %v, exiting\n", s)
 			return 1
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(pace):
 		}
 	}
 	if g.junit == nil {

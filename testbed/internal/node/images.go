@@ -30,9 +30,11 @@ type Programs struct {
 	Self    string // this test bed binary (conformance image emulation)
 	// Fixtures is tests/fixtures/e2e (the conformance emulation's fixtures).
 	Fixtures string
-	// ConformanceDefault and ConformanceByFocus choose the fixture per E2E_FOCUS.
+	// ConformanceDefault and ConformanceByFocus choose the fixture per E2E_FOCUS;
+	// ConformanceByTag per image tag, for every focus (scenario.Conformance).
 	ConformanceDefault string
 	ConformanceByFocus map[string]string
+	ConformanceByTag   map[string]string
 	// Dir holds generated image files (nginx.conf, passwd).
 	Dir string
 	// PullDelays: how long a pull from a registry host takes (scenario registries).
@@ -85,6 +87,17 @@ func repository(ref string) string {
 		ref = ref[:i]
 	}
 	return ref
+}
+
+// tag returns an image reference's tag ("" without one).
+func tag(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[i+1:]
+	}
+	return ""
 }
 
 func matches(repo string, known ...string) bool {
@@ -165,11 +178,15 @@ func (p *Programs) Resolve(ref string) (*Image, bool) {
 		// EMULATION: the real conformance image runs go-runner with ginkgo and e2e.test,
 		// which cannot run here; `testbed go-runner` plays recorded fixtures instead.
 		env := []string{defaultPath, "RESULTS_DIR=/tmp/results", `E2E_FOCUS=\[Conformance\]`, "E2E_PARALLEL=false", "E2E_PROVIDER=local", "E2E_USE_GO_RUNNER=true", "TESTBED_FIXTURES=/fixtures"}
-		if p.ConformanceDefault != "" {
-			env = append(env, "TESTBED_FIXTURE_DEFAULT="+p.ConformanceDefault)
+		fixture, byFocus := p.ConformanceDefault, p.ConformanceByFocus
+		if f, ok := p.ConformanceByTag[tag(ref)]; ok {
+			fixture, byFocus = f, nil
 		}
-		if len(p.ConformanceByFocus) > 0 {
-			b, _ := json.Marshal(p.ConformanceByFocus)
+		if fixture != "" {
+			env = append(env, "TESTBED_FIXTURE_DEFAULT="+fixture)
+		}
+		if len(byFocus) > 0 {
+			b, _ := json.Marshal(byFocus)
 			env = append(env, "TESTBED_FIXTURES_BY_FOCUS="+string(b))
 		}
 		l := debianUserland()

@@ -170,10 +170,13 @@ func (lb LoadBalancer) ForwardsTraffic() bool {
 
 // Conformance: which e2e fixture (directory name under tests/fixtures/e2e) the emulated
 // conformance image plays for an E2E_FOCUS. Default plays for every focus not listed; no
-// default and no match is ginkgo matching no spec.
+// default and no match is ginkgo matching no spec. ByTag stands for other builds of the
+// image: registry.k8s.io/conformance:<tag> with a listed tag plays that fixture for every
+// focus (a test that shares a test bed picks its run's outcome with --conformance-image).
 type Conformance struct {
 	Default string            `json:"default,omitempty"`
 	ByFocus map[string]string `json:"byFocus,omitempty"`
+	ByTag   map[string]string `json:"byTag,omitempty"`
 }
 
 // Load reads a scenario file.
