@@ -67,8 +67,6 @@ pub enum LbBehaviour {
     Proxying { proxy_protocol_annotation: String },
     /// The cloud refuses: no address, `SyncLoadBalancerFailed` events with this message.
     Failing { message: String },
-    /// An address is assigned, but nothing ever answers there.
-    Blackhole,
 }
 
 pub const OCTAVIA_PROXY_PROTOCOL: &str = "loadbalancer.openstack.org/proxy-protocol";
@@ -195,13 +193,6 @@ async fn ensure(shared: Arc<Shared>, cloud: CloudLb, svc: Value) {
         LbBehaviour::Failing { message } => {
             fail(message);
             return;
-        }
-        LbBehaviour::Blackhole => {
-            // Reserve an address, then let go of it: nothing answers there.
-            match allocate(&ports).await {
-                Some((ip, _)) => (ip, Vec::new()),
-                None => return fail("no free loopback address"),
-            }
         }
         _ => match allocate(&ports).await {
             Some(x) => x,
