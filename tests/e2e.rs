@@ -401,7 +401,8 @@ fn sigint_after_a_native_failure_keeps_it_while_the_upstream_run_is_undecided() 
     let out = interrupted_at_lines(
         &args,
         &[
-            "[kaas-networking-check] default-deny-ingress: 8 of 16 connections still differ",
+            "[kaas-networking-check] default-deny-ingress: failed; the remaining scenarios \
+             are not attempted",
             "[e2e] 3/5 specs done",
         ],
         Duration::from_secs(120),
@@ -546,4 +547,85 @@ fn results_the_sidecar_cannot_store_abort_with_its_reason() {
     );
     assert_valid_junit(&out.out_dir.join("junit.xml"));
     run.assert_run_left_nothing();
+}
+
+/// The results sidecar finds the results ready while the API server cannot be reached (a
+/// restart, a network blip; here: nothing listens at its address yet). It keeps trying,
+/// naming the failure, and stores the results whole once the server answers again, instead
+/// of throwing away a run of hours.
+#[test]
+fn the_sidecar_stores_results_once_the_api_server_is_back() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::Api;
+    use std::io::Read;
+    let tb = bed();
+    let id = new_run_id();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("address");
+    drop(free);
+    let kubeconfig = tb.kubeconfig_for(tb.kubeconfig_path(), &format!("https://{addr}"));
+    let results = tempfile::tempdir().expect("tempdir");
+    std::fs::write(results.path().join("junit_01.xml"), "<testsuites/>").expect("junit");
+    std::fs::write(results.path().join("e2e.log"), "Ran 1 of 1 Specs\n").expect("log");
+    std::fs::write(results.path().join("done"), "/tmp/results/junit_01.xml").expect("done");
+    let home = tempfile::tempdir().expect("home");
+    let configmap = format!("results-{id}");
+    let mut child = support::binary::command(home.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "e2e-collect",
+            "--configmap",
+            &configmap,
+            "--request-timeout",
+            "2s",
+        ])
+        .arg("--results-dir")
+        .arg(results.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn e2e-collect");
+    // The outage: a few refused attempts, then the server is reachable at that address.
+    std::thread::sleep(Duration::from_secs(4));
+    let _back =
+        support::idle_proxy::IdleProxy::start_at(addr, tb.server_addr(), Duration::from_secs(60));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "e2e-collect did not end after the API server came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "CAUTION: read the server version from 127.0.0.1:{}",
+            addr.port()
+        )) && stderr.contains("; trying again in"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "results stored in configmaps default/{configmap} and 1 part(s)"
+        )),
+        "{stderr}"
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(tb.client(), "default");
+    for name in [configmap.clone(), format!("{configmap}-part-1")] {
+        tb.block_on(configmaps.get(&name))
+            .unwrap_or_else(|e| panic!("configmap {name}: {e}"));
+        tb.block_on(configmaps.delete(&name, &Default::default()))
+            .unwrap_or_else(|e| panic!("delete configmap {name}: {e}"));
+    }
 }

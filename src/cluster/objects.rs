@@ -2,10 +2,10 @@
 //! bindings, run-once Jobs; shortening text to fit (see `bundle` for handing data back).
 
 use super::errors::ApiError;
-use super::{Cluster, run_labels};
+use super::{Cluster, ClusterObject, run_labels};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Metadata of an object of run `run_id`, created on behalf of `check` (a testcase, or
@@ -81,6 +81,39 @@ where
         .call(&what, api.create(&PostParams::default(), object))
         .await
         .map(|_| ())
+}
+
+/// Creates the ServiceAccount `account` in `namespace` with cluster-wide rights: the
+/// ClusterRole `role` and the ClusterRoleBinding `binding` that grants it. Both
+/// cluster-scoped objects are tracked for `check` before anything is created (binding
+/// first: it is deleted before the role it grants), so that cleanup removes them whatever
+/// fails next. Used by the in-cluster runner and by upstream e2e runs.
+///
+/// # Errors
+/// The first create the API refuses (or that times out), naming its kind and name.
+pub async fn create_cluster_identity(
+    cluster: &Cluster,
+    check: &str,
+    namespace: &str,
+    account: &ServiceAccount,
+    role: &ClusterRole,
+    binding: &ClusterRoleBinding,
+) -> Result<(), ApiError> {
+    let name = |meta: &ObjectMeta| meta.name.clone().unwrap_or_default();
+    cluster.track(
+        check,
+        ClusterObject::ClusterRoleBinding(name(&binding.metadata)),
+    );
+    cluster.track(check, ClusterObject::ClusterRole(name(&role.metadata)));
+    let c = cluster.client.clone();
+    create(
+        cluster,
+        Api::<ServiceAccount>::namespaced(c.clone(), namespace),
+        account,
+    )
+    .await?;
+    create(cluster, Api::<ClusterRole>::all(c.clone()), role).await?;
+    create(cluster, Api::<ClusterRoleBinding>::all(c), binding).await
 }
 
 /// `text` cut from the front to at most about `budget` bytes, saying what was cut.

@@ -34,15 +34,15 @@ pub use status::{RetrieveOptions, gen_yaml, retrieve, status};
 use crate::catalogue::Testcase;
 use crate::cluster::config::ConnectOptions;
 use crate::cluster::errors::{ApiError, human_duration};
-use crate::cluster::objects::create;
+use crate::cluster::objects::{create, create_cluster_identity};
 use crate::cluster::preflight::{self, ConnectError};
-use crate::cluster::{self, Cluster, ClusterObject, RUNNER_CHECK, jobs};
+use crate::cluster::{self, Cluster, RUNNER_CHECK, jobs};
 use crate::console;
 use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
 use crate::settings::RunConfig;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -332,24 +332,13 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
         .scratch_namespace(RUNNER_CHECK, manifests::RUNNER_PURPOSE)
         .await?;
     let ns = o.namespace_name();
-    cluster.track(
-        RUNNER_CHECK,
-        ClusterObject::ClusterRoleBinding(
-            o.cluster_role_binding
-                .metadata
-                .name
-                .clone()
-                .unwrap_or_default(),
-        ),
-    );
-    cluster.track(
-        RUNNER_CHECK,
-        ClusterObject::ClusterRole(o.cluster_role.metadata.name.clone().unwrap_or_default()),
-    );
-    create(
+    create_cluster_identity(
         cluster,
-        Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+        RUNNER_CHECK,
+        &ns,
         &o.service_account,
+        &o.cluster_role,
+        &o.cluster_role_binding,
     )
     .await?;
     create(cluster, Api::<Role>::namespaced(c.clone(), &ns), &o.role).await?;
@@ -357,13 +346,6 @@ async fn start(cluster: &Cluster, o: &manifests::Objects) -> Result<(), ApiError
         cluster,
         Api::<RoleBinding>::namespaced(c.clone(), &ns),
         &o.role_binding,
-    )
-    .await?;
-    create(cluster, Api::<ClusterRole>::all(c.clone()), &o.cluster_role).await?;
-    create(
-        cluster,
-        Api::<ClusterRoleBinding>::all(c.clone()),
-        &o.cluster_role_binding,
     )
     .await?;
     if let Some(data) = &o.data {

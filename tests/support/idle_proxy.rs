@@ -27,7 +27,13 @@ impl IdleProxy {
     /// Proxies `127.0.0.1:<random port>` to `target` (e.g. the test bed's API server),
     /// closing connections idle for `idle`.
     pub fn start(target: SocketAddr, idle: Duration) -> IdleProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        IdleProxy::start_at("127.0.0.1:0".parse().expect("address"), target, idle)
+    }
+
+    /// [`IdleProxy::start`] on `listen`: e.g. an address a client was already given, to
+    /// end an outage it saw (nothing listened there before).
+    pub fn start_at(listen: SocketAddr, target: SocketAddr, idle: Duration) -> IdleProxy {
+        let listener = std::net::TcpListener::bind(listen).expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("proxy address");
         let cuts = Arc::new(AtomicUsize::new(0));

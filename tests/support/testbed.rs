@@ -781,6 +781,14 @@ impl TestBed {
         path
     }
 
+    /// The API server's address in the host's namespace (`127.0.0.1:<port>`).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        self.server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("server address")
+    }
+
     /// An idle-timeout proxy in front of the API server (see [`super::idle_proxy`]) closing
     /// connections idle for `idle`, and a copy of `kubeconfig` that reaches the server
     /// through it.
@@ -789,12 +797,7 @@ impl TestBed {
         kubeconfig: &Path,
         idle: Duration,
     ) -> (super::idle_proxy::IdleProxy, PathBuf) {
-        let target = self
-            .server
-            .trim_start_matches("https://")
-            .parse()
-            .expect("server address");
-        let proxy = super::idle_proxy::IdleProxy::start(target, idle);
+        let proxy = super::idle_proxy::IdleProxy::start(self.server_addr(), idle);
         let via = self.kubeconfig_for(kubeconfig, &proxy.url());
         (proxy, via)
     }

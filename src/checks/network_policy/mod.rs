@@ -272,6 +272,10 @@ async fn probe_matrix(ctx: &CheckContext) -> Result<(), Requirement> {
         ctx.decide(requirement);
         if failed {
             // The policies go with the namespace; nothing after this changes the verdict.
+            ctx.log.info(format!(
+                "{}: failed; the remaining scenarios are not attempted",
+                scenario.id
+            ));
             for rest in remaining.by_ref() {
                 ctx.decide(Requirement::not_attempted(
                     rest.id,

@@ -2,17 +2,86 @@
 //! the conformance container): it waits for the `done` file the conformance image writes
 //! into the shared results directory, then stores `junit_01.xml` and `e2e.log` whole (a
 //! conformance `junit_01.xml` is ~2.3 MB) as a bundle of ConfigMaps of the pod's namespace
-//! (`cluster::bundle`). Results it cannot store end it with a `CRITICAL:` line and exit code 3.
+//! (`cluster::bundle`). It connects only once the results exist, and keeps trying for
+//! [`STORE_PATIENCE`] when the API server cannot be reached or answers with a transient
+//! error (a restart, a network blip, 429, 5xx): results of hours are not thrown away for a
+//! moment's outage. Results it cannot store end it with a `CRITICAL:` line and exit code 3.
 
 use super::{DONE_KEY, JUNIT_KEY, LOG_KEY};
 use crate::cluster::bundle;
 use crate::cluster::config::ConnectOptions;
+use crate::cluster::errors::ApiError;
 use crate::cluster::preflight::{self, ConnectError};
 use crate::console;
 use crate::outcome::{EXIT_ABORT, EXIT_OK, EXIT_USAGE};
+use backon::{ExponentialBuilder, Retryable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// How long the sidecar keeps trying to store the results while the API server cannot be
+/// reached or answers with a transient error (10 minutes; retries back off from 1 s to 30 s).
+pub const STORE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Why one attempt to store the results failed.
+#[derive(Debug)]
+enum StoreError {
+    /// The kubeconfig or in-cluster configuration cannot be used: retrying cannot help.
+    Config(String),
+    /// The API server could not be reached, or refused the results.
+    Api(String, Transient),
+}
+
+/// Whether another attempt may succeed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transient {
+    Yes,
+    No,
+}
+
+impl StoreError {
+    fn transient(&self) -> bool {
+        matches!(self, StoreError::Api(_, Transient::Yes))
+    }
+}
+
+/// No answer at all (refused, reset, timed out), 429 or a 5xx may pass; any other answer
+/// (403, 422: results too large) will not.
+fn transient(e: &ApiError) -> Transient {
+    match e.code {
+        None | Some(429) | Some(500..=599) => Transient::Yes,
+        Some(_) => Transient::No,
+    }
+}
+
+/// One attempt: connect (reading `/version`), then store the bundle.
+async fn store_once(
+    args: &CollectOptions,
+    data: &BTreeMap<String, String>,
+) -> Result<String, StoreError> {
+    let connect = ConnectOptions {
+        kubeconfig: Vec::new(),
+        context: Vec::new(),
+        request_timeout: args.request_timeout,
+    };
+    let client = match preflight::connect_one(&connect).await {
+        Ok((client, _)) => client,
+        Err(ConnectError::Config(e)) => return Err(StoreError::Config(e)),
+        Err(ConnectError::Unreachable(e)) => return Err(StoreError::Api(e, Transient::Yes)),
+    };
+    bundle::store(
+        &client,
+        args.request_timeout,
+        &args.configmap,
+        data.clone(),
+        BTreeMap::new(),
+    )
+    .await
+    .map_err(|e| {
+        let kind = transient(&e);
+        StoreError::Api(format!("cannot store the e2e results: {e}"), kind)
+    })
+}
 
 /// Where the sidecar finds the results and where it stores them.
 #[derive(Debug, Clone)]
@@ -36,21 +105,6 @@ pub fn collect(args: &CollectOptions) -> u8 {
         }
     };
     rt.block_on(async {
-        let connect = ConnectOptions {
-            kubeconfig: Vec::new(),
-            context: Vec::new(),
-            request_timeout: args.request_timeout,
-        };
-        let client = match preflight::connect_one(&connect).await {
-            Ok((client, _)) => client,
-            Err(e) => {
-                console::critical(&e.to_string());
-                return match e {
-                    ConnectError::Config(_) => EXIT_USAGE,
-                    ConnectError::Unreachable(_) => EXIT_ABORT,
-                };
-            }
-        };
         let done = args.results_dir.join("done");
         console::note(&format!("waiting for {}", done.display()));
         // A file in a shared emptyDir has no watch API; look every two seconds.
@@ -77,21 +131,32 @@ pub fn collect(args: &CollectOptions) -> u8 {
                 String::from_utf8_lossy(&log).into_owned(),
             );
         }
-        let stored = bundle::store(
-            &client,
-            args.request_timeout,
-            &args.configmap,
-            data,
-            BTreeMap::new(),
-        )
-        .await;
+        let stored = (|| store_once(args, &data))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_secs(1))
+                    .with_max_delay(Duration::from_secs(30))
+                    .with_total_delay(Some(STORE_PATIENCE))
+                    .without_max_times(),
+            )
+            .when(StoreError::transient)
+            .notify(|e, after| {
+                if let StoreError::Api(e, _) = e {
+                    console::caution(&format!("{e}; trying again in {after:?}"));
+                }
+            })
+            .await;
         match stored {
             Ok(line) => {
                 console::note(&line);
                 EXIT_OK
             }
-            Err(e) => {
-                console::critical(&format!("cannot store the e2e results: {e}"));
+            Err(StoreError::Config(e)) => {
+                console::critical(&e);
+                EXIT_USAGE
+            }
+            Err(StoreError::Api(e, _)) => {
+                console::critical(&e);
                 EXIT_ABORT
             }
         }

@@ -38,7 +38,7 @@ use super::{CheckContext, CheckDef, Options};
 use crate::catalogue::{MAIN_TARGET, Testcase};
 use crate::cluster::errors::human_duration;
 use crate::cluster::objects::{self, create};
-use crate::cluster::{Cluster, ClusterObject, bundle, jobs, namespace_name, pods, wait, workload};
+use crate::cluster::{Cluster, bundle, jobs, namespace_name, pods, wait, workload};
 use crate::outcome::{CheckOutcome, Requirement};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
@@ -474,24 +474,13 @@ async fn drive(
         Ok(ns) => ns,
         Err(e) => return Ended::Abort(format!("cannot set up the e2e run: {e}")),
     };
-    // Binding first: it is deleted before the role it grants.
-    for object in [
-        ClusterObject::ClusterRoleBinding(name_of(&o.cluster_role_binding.metadata)),
-        ClusterObject::ClusterRole(name_of(&o.cluster_role.metadata)),
-    ] {
-        cluster.track(spec.check, object);
-    }
     let created = async {
-        create(
+        objects::create_cluster_identity(
             cluster,
-            Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+            spec.check,
+            &ns,
             &o.service_account,
-        )
-        .await?;
-        create(cluster, Api::<ClusterRole>::all(c.clone()), &o.cluster_role).await?;
-        create(
-            cluster,
-            Api::<ClusterRoleBinding>::all(c.clone()),
+            &o.cluster_role,
             &o.cluster_role_binding,
         )
         .await?;
@@ -580,10 +569,6 @@ async fn drive(
         "the e2e run ended, but {why} ({state}){sidecar}; last progress: {}",
         last()
     ))
-}
-
-fn name_of(meta: &kube::api::ObjectMeta) -> String {
-    meta.name.clone().unwrap_or_default()
 }
 
 #[cfg(test)]
