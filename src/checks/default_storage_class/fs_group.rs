@@ -123,26 +123,33 @@ pub(super) async fn unwritable(
          write to the volume"
     );
     let output = one_line(log);
-    let Some(root) = parse_root(log) else {
-        return Requirement::fail(IDS[4], format!("{cannot}: {output}"));
-    };
-    if i64::from(root.gid) == RUN_AS_USER {
+    let root = parse_root(log);
+    if let Some(root) = root.as_ref().filter(|r| i64::from(r.gid) == RUN_AS_USER) {
         return Requirement::fail(
             IDS[4],
             format!("{cannot} although its root belongs to the pod's fsGroup ({root}): {output}"),
         );
     }
-    let left_alone = format!(
-        "{cannot}: its root directory has {root} and the kubelet did not give it to the pod's \
-         fsGroup"
-    );
+    // Whose the root is, when the writer's listing cannot be read, the policy still tells.
+    let left_alone = match &root {
+        Some(root) => format!(
+            "{cannot}: its root directory has {root} and the kubelet did not give it to the \
+             pod's fsGroup"
+        ),
+        None => format!(
+            "{cannot} (its root directory could not be listed: {output}), so the kubelet did \
+             not give it to the pod's fsGroup"
+        ),
+    };
     let undecided = "a pod under the restricted Pod Security profile runs as a non-root user \
          without capabilities and cannot write there, so whether data outlives its pod is not \
          tested; this is no finding against the storage: it is decided once volumes of the \
          default class are writable for non-root pods (a CSIDriver with fsGroupPolicy File, or \
          ReadWriteOnceWithFSType and an fsType on the PV, or a driver that creates volume roots \
          writable for every user, e.g. csi-driver-nfs's mountPermissions)";
-    let Some(driver) = pv.and_then(|p| Some(p.spec.as_ref()?.csi.as_ref()?.driver.clone())) else {
+    let Some((pv, driver)) =
+        pv.and_then(|p| Some((p, p.spec.as_ref()?.csi.as_ref()?.driver.clone())))
+    else {
         let source = pv.map_or_else(
             || "its PV could not be read".to_string(),
             |p| format!("PV {} has no CSI source", p.name_any()),
@@ -189,7 +196,6 @@ pub(super) async fn unwritable(
             );
         }
     };
-    let pv = pv.expect("a CSI driver comes from the PV");
     let (applies, why) = kubelet_applies_fs_group(&policy, pv);
     let declared = format!("{source}: {why}");
     if applies {

@@ -131,6 +131,12 @@ pub fn collect(args: &CollectOptions) -> u8 {
                 String::from_utf8_lossy(&log).into_owned(),
             );
         }
+        // Whether the results fit is decided here, once: retrying cannot change it, and a
+        // failed attempt below is then one of the connection or the API server.
+        if let Err(e) = bundle::pack(data.clone(), bundle::PART_BYTES, bundle::MAX_PARTS) {
+            console::critical(&format!("cannot store the e2e results: {e}"));
+            return EXIT_ABORT;
+        }
         let stored = (|| store_once(args, &data))
             .retry(
                 ExponentialBuilder::default()

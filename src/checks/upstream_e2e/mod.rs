@@ -69,8 +69,10 @@ pub const DONE_KEY: &str = "done";
 /// Time the check gets beyond `--e2e-timeout` to set up and clean up.
 pub const SETUP_GRACE: Duration = Duration::from_secs(300);
 /// How long the results sidecar may take to store the results and exit once the e2e
-/// container has terminated (it looks for `done` every 2 s, then writes a few ConfigMaps).
-const SIDECAR_GRACE: Duration = Duration::from_secs(120);
+/// container has terminated: it looks for `done` every 2 s, then writes a few ConfigMaps,
+/// trying for [`collect::STORE_PATIENCE`] while the API server cannot be reached (the wait
+/// ends as soon as the pod does).
+const SIDECAR_GRACE: Duration = Duration::from_secs(collect::STORE_PATIENCE.as_secs() + 60);
 
 /// Settings of the upstream e2e runs (durations are wall-clock limits).
 #[derive(Debug, Clone)]
