@@ -17,7 +17,7 @@
 //! | lb-l3 | Cluster | 10.244.1.1 | kube-proxy's MASQUERADE | node SNAT |
 //! | lb-l3 | Local | 198.51.100.10 | the client | preserved |
 //! | lb-l3 | + PROXY annotation | - | OVN's provider refuses PROXY pools | no address (SyncLoadBalancerFailed) |
-//! | lb-l3-nat | Local | 198.51.100.10 | the client's public address (socket: 192.168.77.10) | preserved (the NAT kept the source port; or --client-ip) |
+//! | lb-l3-nat | Local | 198.51.100.10 | the client's public address (socket: 192.168.77.10) | nat-kept-port: preservation ABORT naming --client-ip; preserved with --client-ip |
 //! | lb-unreachable | all | nothing: packets dropped | a dead load balancer | unreachable (warnings); lb-service-check FAILs `reachable` |
 //! | single-node (no cloud controller) | all | nothing: no address | - | no address (warnings); lb-service-check FAILs `address-assigned` |
 //! | managed-workers (cloud refuses) | all | nothing: no address | - | SyncLoadBalancerFailed named; lb-service-check FAILs `address-assigned` |
@@ -1195,29 +1195,35 @@ fn without_a_cloud_controller_the_message_says_no_event_concerns_the_service() {
 }
 
 #[test]
-fn client_behind_nat_is_preserved_without_client_ip() {
+fn client_behind_nat_is_undecided_without_client_ip() {
     let tb = TestBed::start("lb-l3-nat");
     let out = least(&tb, &["--check", LB_IP, "--lb-timeout", "30s"]);
     verdict(&out, LB_IP);
     // The suite's socket has 192.168.77.10; the NAT gateway keeps the source port, the
     // DNAT of the load balancer too: the backend sees our connection's port from
-    // 198.51.100.10, which no node and no load balancer has.
+    // 198.51.100.10, which no node and no load balancer has. An SNAT that keeps ports
+    // would show the same: without --client-ip that decides nothing.
     assert_eq!(
         row(&modes(&out), "local"),
-        (CLIENT_IP.into(), "preserved".into())
+        (CLIENT_IP.into(), "nat-kept-port".into())
     );
     let (_, message) = requirement(&report(&out), LB_IP, "local");
     assert!(
         message.contains(&format!(
-            "the backend saw {CLIENT_IP} \u{d7}5 (preserved): client address preserved (the \
-             suite's address behind NAT: the connection kept its source port, so nothing \
-             proxied it); 5 of 5 connections answered"
+            "the backend saw {CLIENT_IP} \u{d7}5 (nat-kept-port): not this machine's address, \
+             but the connection kept its source port"
         )),
         "{message}"
     );
     let (status, message) = requirement(&report(&out), LB_IP, "preservation");
-    assert_eq!(status, "pass", "{message}");
-    assert!(message.contains("with: local"), "{message}");
+    assert_eq!(status, "abort", "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "not decided: with local the backend saw {CLIENT_IP} \u{d7}5 (nat-kept-port), not \
+             this machine's address"
+        )) && message.contains("run with --client-ip"),
+        "{message}"
+    );
     assert_stopped(tb);
 }
 

@@ -261,8 +261,8 @@ pub struct LoadBalancerArgs {
     )]
     pub lb_probe_from: ProbeFrom,
     /// This machine's address as the load balancer sees it, when it runs behind NAT
-    /// (default: the local address of each probe's TCP connection, or a source that kept
-    /// that connection's port).
+    /// (default: the local address of each probe's TCP connection; a source that only kept
+    /// that connection's port leaves `preservation` undecided).
     #[arg(long, value_name = "IP", hide_short_help = true)]
     pub client_ip: Option<std::net::IpAddr>,
     /// Annotation for extra load balancer runs of `lb-ip-preservation-check` with a PROXY

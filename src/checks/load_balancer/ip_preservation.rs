@@ -19,9 +19,10 @@ struct Mode {
 pub enum SourceClass {
     /// The client's own address: preserved.
     Preserved,
-    /// The client's address as a NAT in front of the client translated it: not ours, but
-    /// the connection kept our source port, so no proxy opened a connection of its own and
-    /// no node translated it (neither a node's nor the load balancer's address).
+    /// Not this machine's address, nor a node's or the load balancer's, but the connection
+    /// kept our source port: no proxy opened a connection of its own. That is what a NAT in
+    /// front of this machine shows (the client's address preserved), but also an SNAT that
+    /// keeps ports (Linux MASQUERADE does when it can): undecided without `--client-ip`.
     PreservedBehindNat,
     /// A node's address (`what` it is): SNAT by kube-proxy (externalTrafficPolicy Cluster).
     Node { node: String, what: String },
@@ -41,8 +42,10 @@ impl SourceClass {
     pub fn describe(&self) -> String {
         match self {
             SourceClass::Preserved => "client address preserved".into(),
-            SourceClass::PreservedBehindNat => "client address preserved (the suite's address \
-                 behind NAT: the connection kept its source port, so nothing proxied it)"
+            SourceClass::PreservedBehindNat => "not this machine's address, but the \
+                 connection kept its source port: this machine's address behind a NAT \
+                 (preserved), or an SNAT that keeps ports (not preserved); --client-ip with \
+                 the address the load balancer sees from here decides"
                 .into(),
             SourceClass::Node { node, what } => {
                 format!("node address of {node} ({what}; SNAT by kube-proxy)")
@@ -59,7 +62,8 @@ impl SourceClass {
     }
     fn key(&self) -> &'static str {
         match self {
-            SourceClass::Preserved | SourceClass::PreservedBehindNat => "preserved",
+            SourceClass::Preserved => "preserved",
+            SourceClass::PreservedBehindNat => "nat-kept-port",
             SourceClass::Node { .. } => "node-snat",
             SourceClass::LoadBalancer => "load-balancer",
             SourceClass::Other => "other",
@@ -549,6 +553,32 @@ fn summary(rows: &[Row], annotations: &[(String, String)]) -> Requirement {
         .filter(|r| r.class.as_ref().is_some_and(|c| c.key() == "preserved"))
         .map(|r| r.mode.id.as_str())
         .collect();
+    let undecided: Vec<&Row> = measured
+        .iter()
+        .copied()
+        .filter(|r| r.class.as_ref().is_some_and(|c| c.key() == "nat-kept-port"))
+        .collect();
+    if preserving.is_empty() && !undecided.is_empty() {
+        return Requirement::abort(
+            PRESERVATION,
+            format!(
+                "not decided: with {} the backend saw {}, not this machine's address, with the \
+                 source port of our connection kept: this machine's address behind a NAT, or \
+                 an SNAT that keeps ports; run with --client-ip <the address the load \
+                 balancer sees from this machine> to decide",
+                undecided
+                    .iter()
+                    .map(|r| r.mode.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                undecided
+                    .iter()
+                    .flat_map(|r| r.sources())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        );
+    }
     if preserving.is_empty() {
         Requirement::warn(
             PRESERVATION,
