@@ -39,6 +39,7 @@ pub enum SourceClass {
 }
 
 impl SourceClass {
+    /// What the classification means, for messages (one line).
     pub fn describe(&self) -> String {
         match self {
             SourceClass::Preserved => "client address preserved".into(),
@@ -75,7 +76,9 @@ impl SourceClass {
 /// An address a node's traffic can leave with, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAddress {
+    /// The node's name.
     pub node: String,
+    /// The address kube-proxy's SNAT may show.
     pub ip: IpAddr,
     /// e.g. `InternalIP`, `the gateway of its pod CIDR 10.244.1.0/24`.
     pub what: String,

@@ -529,7 +529,7 @@ async fn start_pods(
                 .iter()
                 .find(|p| p.name_any() == scenarios::SERVER)
                 .and_then(|p| p.spec.as_ref()?.node_name.clone())
-                .unwrap_or_default();
+                .unwrap_or_else(|| "(unknown)".into());
             names
                 .iter()
                 .all(|n| ips.contains_key(n))
