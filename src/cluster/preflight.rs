@@ -176,6 +176,18 @@ impl std::fmt::Display for ConnectError {
 /// Connects to the one cluster `options` name and reads its version. Registers the
 /// subject's credentials with the redactor first. Several clusters are a usage error.
 pub async fn connect_one(options: &ConnectOptions) -> Result<(Client, ServerInfo), ConnectError> {
+    let connection = connection_to_one(options).await?;
+    let info = connection
+        .server_info(options.request_timeout)
+        .await
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    Ok((connection.client, info))
+}
+
+/// [`connect_one`] without reading the version: the client for the one cluster `options`
+/// name (its credentials registered with the redactor). Sends no request, except to an
+/// exec credential plugin.
+pub async fn connection_to_one(options: &ConnectOptions) -> Result<Connection, ConnectError> {
     let subjects = super::config::resolve(options)
         .await
         .map_err(|e| ConnectError::Config(e.to_string()))?;
@@ -186,11 +198,5 @@ pub async fn connect_one(options: &ConnectOptions) -> Result<(Client, ServerInfo
     let (Some(subject), None) = (subjects.next(), subjects.next()) else {
         return Err(ConnectError::Config("give exactly one cluster".into()));
     };
-    let timeout = options.request_timeout;
-    let connection = connect(subject, timeout)?;
-    let info = connection
-        .server_info(timeout)
-        .await
-        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-    Ok((connection.client, info))
+    connect(subject, options.request_timeout)
 }

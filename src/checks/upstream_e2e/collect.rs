@@ -64,13 +64,19 @@ async fn store_once(
         context: Vec::new(),
         request_timeout: args.request_timeout,
     };
-    let client = match preflight::connect_one(&connect).await {
-        Ok((client, _)) => client,
-        Err(ConnectError::Config(e)) => return Err(StoreError::Config(e)),
-        Err(ConnectError::Unreachable(e)) => return Err(StoreError::Api(e, Transient::Yes)),
-    };
+    // An exec credential plugin that fails, or an unusable configuration, will not pass.
+    let connection = preflight::connection_to_one(&connect)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Config(e) => StoreError::Config(e),
+            ConnectError::Unreachable(e) => StoreError::Api(e, Transient::No),
+        })?;
+    connection
+        .server_info(args.request_timeout)
+        .await
+        .map_err(|e| StoreError::Api(e.to_string(), transient(&e)))?;
     bundle::store(
-        &client,
+        &connection.client,
         args.request_timeout,
         &args.configmap,
         data.clone(),
