@@ -589,17 +589,16 @@ fn the_sidecar_stores_results_once_the_api_server_is_back() {
     std::thread::sleep(Duration::from_secs(4));
     let _back =
         support::idle_proxy::IdleProxy::start_at(addr, tb.server_addr(), Duration::from_secs(60));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "e2e-collect did not end after the API server came back"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut ended = None;
+    support::binary::eventually(
+        "e2e-collect to end after the API server came back",
+        Duration::from_secs(90),
+        || {
+            ended = child.try_wait().expect("wait");
+            ended.is_some()
+        },
+    );
+    let status = ended.expect("ended");
     let mut stderr = String::new();
     child
         .stderr
